@@ -1,0 +1,2 @@
+/* agent.c — stub; being written. */
+typedef int fig_agent_stub_t;

@@ -1,0 +1,2 @@
+/* app.c — stub; being written. */
+typedef int fig_app_stub_t;

@@ -1,0 +1,140 @@
+/*
+ * buf.c — growable byte buffer and checked allocation (see buf.h).
+ */
+#include "buf.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void oom(void)
+{
+    fputs("figment: out of memory\n", stderr);
+    abort();
+}
+
+void *fig_malloc(size_t n)
+{
+    void *p = malloc(n ? n : 1);
+    if (p == NULL)
+        oom();
+    return p;
+}
+
+void *fig_calloc(size_t n, size_t sz)
+{
+    void *p = calloc(n ? n : 1, sz ? sz : 1);
+    if (p == NULL)
+        oom();
+    return p;
+}
+
+void *fig_realloc(void *p, size_t n)
+{
+    p = realloc(p, n ? n : 1);
+    if (p == NULL)
+        oom();
+    return p;
+}
+
+char *fig_strndup(const char *s, size_t n)
+{
+    char *p = fig_malloc(n + 1);
+    memcpy(p, s, n);
+    p[n] = '\0';
+    return p;
+}
+
+char *fig_strdup(const char *s)
+{
+    return fig_strndup(s, strlen(s));
+}
+
+void fig_buf_reserve(fig_buf_t *b, size_t extra)
+{
+    size_t need = b->len + extra + 1;
+    if (need <= b->cap)
+        return;
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < need)
+        cap *= 2;
+    b->data = fig_realloc(b->data, cap);
+    b->cap = cap;
+}
+
+void fig_buf_append(fig_buf_t *b, const char *s, size_t n)
+{
+    fig_buf_reserve(b, n);
+    if (n)
+        memcpy(b->data + b->len, s, n);
+    b->len += n;
+    b->data[b->len] = '\0';
+}
+
+void fig_buf_append_str(fig_buf_t *b, const char *s)
+{
+    fig_buf_append(b, s, strlen(s));
+}
+
+void fig_buf_vappendf(fig_buf_t *b, const char *fmt, va_list ap)
+{
+    va_list ap2;
+    va_copy(ap2, ap);
+    int n = vsnprintf(NULL, 0, fmt, ap2);
+    va_end(ap2);
+    if (n < 0)
+        return;
+    fig_buf_reserve(b, (size_t)n);
+    vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+    b->len += (size_t)n;
+}
+
+void fig_buf_appendf(fig_buf_t *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fig_buf_vappendf(b, fmt, ap);
+    va_end(ap);
+}
+
+void fig_buf_append_html(fig_buf_t *b, const char *s, size_t n)
+{
+    size_t start = 0;
+    for (size_t i = 0; i < n; i++) {
+        const char *rep = NULL;
+        switch (s[i]) {
+        case '&': rep = "&amp;"; break;
+        case '<': rep = "&lt;"; break;
+        case '>': rep = "&gt;"; break;
+        case '"': rep = "&quot;"; break;
+        case '\'': rep = "&#39;"; break;
+        default: continue;
+        }
+        fig_buf_append(b, s + start, i - start);
+        fig_buf_append_str(b, rep);
+        start = i + 1;
+    }
+    fig_buf_append(b, s + start, n - start);
+}
+
+void fig_buf_reset(fig_buf_t *b)
+{
+    b->len = 0;
+    if (b->data)
+        b->data[0] = '\0';
+}
+
+char *fig_buf_steal(fig_buf_t *b)
+{
+    char *p = b->data ? b->data : fig_strdup("");
+    b->data = NULL;
+    b->len = b->cap = 0;
+    return p;
+}
+
+void fig_buf_free(fig_buf_t *b)
+{
+    free(b->data);
+    b->data = NULL;
+    b->len = b->cap = 0;
+}

@@ -1,0 +1,2 @@
+/* form.c — stub; being written. */
+typedef int fig_form_stub_t;

@@ -1,0 +1,2 @@
+/* layout.c — stub; being written. */
+typedef int fig_layout_stub_t;

@@ -1,0 +1,97 @@
+/*
+ * llm.h — the provider interface: how figment talks to a language model.
+ *
+ * The agent builds a provider-neutral llm_request_t (a stable system prefix, tool
+ * schemas, the conversation). A provider (llm_provider_t; OpenAI-compatible Chat
+ * Completions in llm_openai.c, more in later issues) turns it into an HTTP request
+ * and parses the streamed answer into an llm_result_t: assembled text, tool calls
+ * assembled across deltas, usage, finish reason. Transport is not the provider's
+ * business: llm_call.c runs the HTTP exchange on the event loop and feeds the bytes in.
+ *
+ * Conversation format (a jansson array; the agent owns it):
+ *   {"role":"user","content":"..."}
+ *   {"role":"assistant","content":"..." (may be ""),
+ *    "tool_calls":[{"id":"...","name":"...","arguments":"<JSON text>"}]}
+ *   {"role":"tool","tool_call_id":"...","name":"...","content":"..."}
+ * Tool schemas (a jansson array):
+ *   {"name":"sql","description":"...","parameters":{JSON Schema}}
+ *
+ * Ownership: llm_result_t owns its strings; llm_result_free() releases them.
+ * A parser state from parser_new() is released by parser_free().
+ */
+#ifndef FIG_LLM_H
+#define FIG_LLM_H
+
+#include <curl/curl.h>
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "error.h"
+
+#define LLM_MAX_TOOL_CALLS 16
+#define LLM_MAX_TOOL_ARGS_BYTES (256u << 10)
+
+typedef struct {
+    const char *base_url;  /* e.g. "https://api.openai.com/v1" (no trailing slash needed) */
+    const char *api_key;   /* may be NULL (Ollama, llama.cpp) */
+} llm_endpoint_t;
+
+typedef struct {
+    const char *model;
+    const char *system;   /* stable prefix: system contract + app prompt + DB schema */
+    const json_t *tools;  /* array of tool schemas (borrowed) */
+    const json_t *messages; /* conversation (borrowed) */
+    int max_tokens;
+    int stream;           /* 1: request an SSE stream with usage */
+} llm_request_t;
+
+typedef struct {
+    char *id;
+    char *name;
+    fig_buf_t arguments; /* JSON text as the model wrote it (may be invalid JSON) */
+} llm_tool_call_t;
+
+typedef struct {
+    int64_t prompt_tokens;
+    int64_t cached_tokens;
+    int64_t completion_tokens;
+} llm_usage_t;
+
+typedef struct {
+    fig_buf_t content;                       /* the assistant's text */
+    llm_tool_call_t calls[LLM_MAX_TOOL_CALLS];
+    size_t ncalls;
+    char finish_reason[32];                  /* "stop", "tool_calls", "length", ... */
+    llm_usage_t usage;
+    int complete;                            /* the stream ended properly ([DONE] or a full JSON body) */
+    /* Optional: called with each text delta as it arrives (progressive rendering seam). */
+    void (*on_text)(void *ctx, const char *s, size_t n);
+    void *on_text_ctx;
+} llm_result_t;
+
+void llm_result_init(llm_result_t *r);
+void llm_result_free(llm_result_t *r);
+
+typedef struct llm_provider {
+    const char *kind; /* "openai" */
+    /* Builds the request: the full URL into url, headers (the caller frees the list
+     * with curl_slist_free_all), and the body. */
+    int (*build_request)(const llm_endpoint_t *ep, const llm_request_t *req, fig_buf_t *url, struct curl_slist **headers,
+                         fig_buf_t *body, fig_err_t *err);
+    /* Parser for a 2xx response body; stream says whether an SSE stream was requested.
+     * content_type is the response's Content-Type (may be NULL). */
+    void *(*parser_new)(int stream, const char *content_type, llm_result_t *res);
+    /* Feeds response bytes; -1 with err on malformed data or a bound exceeded. */
+    int (*parser_feed)(void *st, const char *data, size_t len, fig_err_t *err);
+    /* End of body: -1 with err when the answer is incomplete (truncated stream). */
+    int (*parser_finish)(void *st, fig_err_t *err);
+    void (*parser_free)(void *st);
+    /* Turns a non-2xx response into an error with the provider's message. */
+    void (*describe_error)(long status, const char *body, size_t len, fig_err_t *err);
+} llm_provider_t;
+
+extern const llm_provider_t llm_provider_openai;
+
+#endif

@@ -1,0 +1,2 @@
+/* sanitize.c — stub; being written. */
+typedef int fig_sanitize_stub_t;

@@ -1,0 +1,2 @@
+/* session.c — stub; being written. */
+typedef int fig_session_stub_t;

@@ -1,0 +1,63 @@
+/*
+ * session.h — browser sessions: signed cookies and the SQLite session store.
+ *
+ * A session id is 32 hex chars from crypto_random(). The cookie value is
+ * "<id>.<base64url(HMAC-SHA256(key, id))>"; a value that does not verify is treated as
+ * absent (the caller starts a fresh session). The key is 32 random bytes kept in
+ * var/secret.key (mode 0600), created on first start.
+ *
+ * The store (var/figment.db, WAL) holds each session's state (a JSON object) and its
+ * interaction log. Store functions block on SQLite: call them from a worker thread
+ * (worker.h), never from an event loop. A session_store_t is one connection: use one
+ * per worker thread.
+ */
+#ifndef FIG_SESSION_H
+#define FIG_SESSION_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "error.h"
+
+#define SESSION_ID_LEN 32
+#define SESSION_COOKIE_NAME "figment_sid"
+#define SESSION_KEY_LEN 32
+
+/* Loads var_dir/secret.key or creates it. key must hold SESSION_KEY_LEN bytes. */
+int session_key_load(const char *var_dir, uint8_t key[SESSION_KEY_LEN], fig_err_t *err);
+
+/* Writes a fresh random id (SESSION_ID_LEN chars + NUL) into id. */
+void session_new_id(char id[SESSION_ID_LEN + 1]);
+/* Returns the malloc'd cookie value for id. */
+char *session_cookie_sign(const uint8_t key[SESSION_KEY_LEN], const char *id);
+/* On success copies the id into id_out and returns 0; -1 for anything forged or malformed. */
+int session_cookie_verify(const uint8_t key[SESSION_KEY_LEN], const char *value, size_t len, char id_out[SESSION_ID_LEN + 1]);
+/* CSRF token bound to the session: base64url(HMAC(key, "csrf:" + id)). Caller frees. */
+char *session_csrf_token(const uint8_t key[SESSION_KEY_LEN], const char *id);
+/* 1 when token is the session's CSRF token (constant time). */
+int session_csrf_check(const uint8_t key[SESSION_KEY_LEN], const char *id, const char *token, size_t len);
+
+typedef struct session_store session_store_t;
+
+/* Opens (creating the schema if needed) the store at path, WAL mode, busy timeout. */
+session_store_t *session_store_open(const char *path, fig_err_t *err);
+void session_store_close(session_store_t *st);
+
+typedef struct {
+    char id[SESSION_ID_LEN + 1];
+    json_t *state;      /* owned: a JSON object, {} for a new session */
+    json_t *history;    /* owned: array of {"method","path","title"} oldest first, at most `history_items` */
+    int64_t seq;        /* number of interactions so far */
+    int exists;         /* 0 when the id was not in the store (a fresh session) */
+} session_t;
+
+/* Loads session id for app (state is per app and session). When it does not exist,
+ * fills an empty session with exists = 0 (nothing is written until save). */
+int session_load(session_store_t *st, const char *id, const char *app, int history_items, session_t *out, fig_err_t *err);
+/* In one transaction: upserts the state and appends an interaction record. */
+int session_save(session_store_t *st, const session_t *s, const char *app, const char *method, const char *path,
+                 const char *title, fig_err_t *err);
+void session_clear(session_t *s);
+
+#endif

@@ -1,0 +1,2 @@
+/* sql.c — stub; being written. */
+typedef int fig_sql_stub_t;

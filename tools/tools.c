@@ -1,0 +1,2 @@
+/* tools.c — stub; being written. */
+typedef int fig_tools_stub_t;
