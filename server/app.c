@@ -1,2 +1,760 @@
-/* app.c — stub; being written. */
-typedef int fig_app_stub_t;
+/*
+ * app.c — apps: loading and strictly validating prompts/<name>/ (app.json,
+ * prompt.md, seed.sql), seeding each app's database once, and introspecting its
+ * schema for the system prompt (see app.h).
+ *
+ * Design:
+ * - app.json is validated against a fixed table of allowed keys. Anything else is
+ *   an error naming the file, the dotted key path and what was expected, so a typo
+ *   ("deadlin_ms") fails at start instead of being silently ignored. Duplicate keys
+ *   and trailing garbage are rejected by jansson's parser flags.
+ * - app_parse_json validates into a scratch copy and only commits to the app on
+ *   success, so a failed parse never leaves half-filled fields.
+ * - Seeding is atomic: the database is built under "<db>.tmp-<pid>" in one
+ *   transaction, switched to WAL, closed (which checkpoints the WAL away), then
+ *   link()ed into place; a crash mid-seed leaves only a temp file, never a
+ *   half-seeded database, and an existing database is never reseeded.
+ * - The schema text is the CREATE statements ordered by name, each followed by
+ *   ";\n": deterministic, so the system prompt stays byte-stable for caching.
+ */
+#include "app.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "buf.h"
+
+#define APP_MAX_JSON_BYTES (64 * 1024)
+#define APP_MAX_PROMPT_BYTES (256 * 1024)
+#define APP_MAX_SEED_BYTES (64 * 1024 * 1024)
+#define APP_MAX_NAME 32
+#define APP_MAX_MODEL 200
+
+/* ---- small helpers ---- */
+
+static const char *app_json_type_name(const json_t *v)
+{
+    switch (json_typeof(v)) {
+    case JSON_OBJECT: return "an object";
+    case JSON_ARRAY: return "an array";
+    case JSON_STRING: return "a string";
+    case JSON_INTEGER: return "an integer";
+    case JSON_REAL: return "a real number";
+    case JSON_TRUE:
+    case JSON_FALSE: return "a boolean";
+    case JSON_NULL: return "null";
+    }
+    return "something else";
+}
+
+/* Copies a key into buf for an error message, replacing control bytes and
+ * shortening very long keys. */
+static const char *app_key_printable(const char *key, char *buf, size_t cap)
+{
+    size_t o = 0;
+    for (size_t i = 0; key[i] != '\0' && o + 4 < cap; i++) {
+        unsigned char c = (unsigned char)key[i];
+        buf[o++] = (c < 0x20 || c == 0x7f) ? '?' : (char)c;
+    }
+    if (key[o] != '\0' && o + 4 >= cap) {
+        memcpy(buf + o, "...", 3);
+        o += 3;
+    }
+    buf[o] = '\0';
+    return buf;
+}
+
+/* Number of code points of a valid UTF-8 string (jansson guarantees validity). */
+static size_t app_utf8_chars(const char *s)
+{
+    size_t n = 0;
+    for (; *s; s++)
+        if (((unsigned char)*s & 0xC0) != 0x80)
+            n++;
+    return n;
+}
+
+static int app_has_control(const char *s, int allow_newline)
+{
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if ((c < 0x20 && !(allow_newline && (c == '\n' || c == '\t'))) || c == 0x7f)
+            return 1;
+    }
+    return 0;
+}
+
+static int app_valid_name(const char *name, size_t len)
+{
+    if (len == 0 || len > APP_MAX_NAME)
+        return 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = name[i];
+        int ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || (i > 0 && (c == '_' || c == '-'));
+        if (!ok)
+            return 0;
+    }
+    /* "static" and "_..." are routes figment keeps for itself. */
+    if (len == 6 && memcmp(name, "static", 6) == 0)
+        return 0;
+    return 1;
+}
+
+static int app_valid_utf8(const char *s, size_t len)
+{
+    /* Round-trip through jansson's validator: it accepts exactly valid UTF-8. */
+    if (memchr(s, '\0', len) != NULL)
+        return 0;
+    json_t *j = json_stringn(s, len);
+    if (j == NULL)
+        return 0;
+    json_decref(j);
+    return 1;
+}
+
+/* Reads a whole file of at most max bytes. Returns NULL with errno-based err;
+ * *missing is set when the file does not exist. */
+static char *app_read_file(const char *path, size_t max, size_t *len_out, int *missing, fig_err_t *err)
+{
+    if (missing)
+        *missing = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        if (missing && errno == ENOENT)
+            *missing = 1;
+        fig_err_set(err, FIG_E_CONFIG, "%s: %s", path, strerror(errno));
+        return NULL;
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        fig_err_set(err, FIG_E_CONFIG, "%s: not a regular file", path);
+        close(fd);
+        return NULL;
+    }
+    if ((unsigned long long)st.st_size > max) {
+        fig_err_set(err, FIG_E_CONFIG, "%s: larger than %zu bytes", path, max);
+        close(fd);
+        return NULL;
+    }
+    fig_buf_t b = FIG_BUF_INIT;
+    fig_buf_reserve(&b, (size_t)st.st_size);
+    for (;;) {
+        fig_buf_reserve(&b, 4096);
+        ssize_t r = read(fd, b.data + b.len, b.cap - b.len - 1);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            fig_err_set(err, FIG_E_CONFIG, "%s: %s", path, strerror(errno));
+            close(fd);
+            fig_buf_free(&b);
+            return NULL;
+        }
+        if (r == 0)
+            break;
+        b.len += (size_t)r;
+        b.data[b.len] = '\0';
+        if (b.len > max) {
+            fig_err_set(err, FIG_E_CONFIG, "%s: larger than %zu bytes", path, max);
+            close(fd);
+            fig_buf_free(&b);
+            return NULL;
+        }
+    }
+    close(fd);
+    *len_out = b.len;
+    return fig_buf_steal(&b);
+}
+
+static char *app_join(const char *a, const char *b)
+{
+    fig_buf_t buf = FIG_BUF_INIT;
+    fig_buf_appendf(&buf, "%s/%s", a, b);
+    return fig_buf_steal(&buf);
+}
+
+/* ---- app.json validation ---- */
+
+typedef struct {
+    const char *key;
+    int min, max, def;
+    size_t offset;
+} app_limit_spec_t;
+
+static const app_limit_spec_t app_limit_specs[] = {
+    {"max_tool_rounds", 1, 8, 8, offsetof(app_limits_t, max_tool_rounds)},
+    {"deadline_ms", 1000, 600000, 60000, offsetof(app_limits_t, deadline_ms)},
+    {"max_state_bytes", 256, 1048576, 16384, offsetof(app_limits_t, max_state_bytes)},
+    {"max_body_bytes", 1024, 67108864, 1048576, offsetof(app_limits_t, max_body_bytes)},
+    {"sql_max_rows", 1, 10000, 200, offsetof(app_limits_t, sql_max_rows)},
+    {"sql_timeout_ms", 10, 60000, 2000, offsetof(app_limits_t, sql_timeout_ms)},
+    {"max_output_tokens", 16, 200000, 4096, offsetof(app_limits_t, max_output_tokens)},
+    {"history_items", 0, 50, 5, offsetof(app_limits_t, history_items)},
+};
+#define APP_N_LIMITS (sizeof(app_limit_specs) / sizeof(app_limit_specs[0]))
+
+static const char *const app_top_keys[] = {"title", "description", "model", "tools", "limits", NULL};
+static const char *const app_tools_keys[] = {"sql", "set_state", NULL};
+static const char *const app_sql_keys[] = {"access", NULL};
+
+/* Checks that every key of obj is in allowed; the error lists the allowed keys. */
+static int app_check_keys(const json_t *obj, const char *const *allowed, const char *path, const char *prefix,
+                          fig_err_t *err)
+{
+    const char *key;
+    json_t *value;
+    json_object_foreach((json_t *)obj, key, value) {
+        int ok = 0;
+        for (size_t i = 0; allowed[i]; i++)
+            if (strcmp(key, allowed[i]) == 0)
+                ok = 1;
+        if (ok)
+            continue;
+        fig_buf_t list = FIG_BUF_INIT;
+        for (size_t i = 0; allowed[i]; i++)
+            fig_buf_appendf(&list, "%s%s", i ? ", " : "", allowed[i]);
+        char pk[96];
+        if (allowed[0] == NULL)
+            fig_err_set(err, FIG_E_CONFIG, "%s: %s%s: unknown key (expected no keys)", path, prefix,
+                        app_key_printable(key, pk, sizeof(pk)));
+        else
+            fig_err_set(err, FIG_E_CONFIG, "%s: %s%s: unknown key (expected one of: %s)", path, prefix,
+                        app_key_printable(key, pk, sizeof(pk)), list.data);
+        fig_buf_free(&list);
+        return -1;
+    }
+    return 0;
+}
+
+static int app_expect_type(const json_t *v, json_type type, const char *what, const char *path, const char *key,
+                           fig_err_t *err)
+{
+    if (json_typeof(v) == type)
+        return 0;
+    fig_err_set(err, FIG_E_CONFIG, "%s: %s: expected %s, got %s", path, key, what, app_json_type_name(v));
+    return -1;
+}
+
+/* A string of min..max characters; control characters refused (newlines allowed
+ * only when allow_newline). */
+static int app_get_text(const json_t *root, const char *key, int required, size_t min, size_t max,
+                        int allow_newline, const char *path, char **out, fig_err_t *err)
+{
+    json_t *v = json_object_get(root, key);
+    if (v == NULL) {
+        if (required) {
+            fig_err_set(err, FIG_E_CONFIG, "%s: %s: missing (expected a string of %zu to %zu characters)", path, key,
+                        min, max);
+            return -1;
+        }
+        return 0;
+    }
+    if (app_expect_type(v, JSON_STRING, "a string", path, key, err) != 0)
+        return -1;
+    const char *s = json_string_value(v);
+    size_t n = app_utf8_chars(s);
+    if (n < min || n > max) {
+        fig_err_set(err, FIG_E_CONFIG, "%s: %s: expected a string of %zu to %zu characters, got %zu", path, key, min,
+                    max, n);
+        return -1;
+    }
+    if (app_has_control(s, allow_newline)) {
+        fig_err_set(err, FIG_E_CONFIG, "%s: %s: control characters are not allowed%s", path, key,
+                    allow_newline ? " (except newline and tab)" : "");
+        return -1;
+    }
+    *out = fig_strdup(s);
+    return 0;
+}
+
+static int app_parse_tools(const json_t *tools, const char *path, app_t *tmp, fig_err_t *err)
+{
+    if (app_expect_type(tools, JSON_OBJECT, "an object", path, "tools", err) != 0 ||
+        app_check_keys(tools, app_tools_keys, path, "tools.", err) != 0)
+        return -1;
+
+    json_t *sql = json_object_get(tools, "sql");
+    if (sql != NULL) {
+        if (app_expect_type(sql, JSON_OBJECT, "an object", path, "tools.sql", err) != 0 ||
+            app_check_keys(sql, app_sql_keys, path, "tools.sql.", err) != 0)
+            return -1;
+        tmp->sql = APP_SQL_READ;
+        json_t *access = json_object_get(sql, "access");
+        if (access != NULL) {
+            if (app_expect_type(access, JSON_STRING, "\"read\" or \"write\"", path, "tools.sql.access", err) != 0)
+                return -1;
+            const char *a = json_string_value(access);
+            if (strcmp(a, "read") == 0) {
+                tmp->sql = APP_SQL_READ;
+            } else if (strcmp(a, "write") == 0) {
+                tmp->sql = APP_SQL_WRITE;
+            } else {
+                char pk[64];
+                fig_err_set(err, FIG_E_CONFIG, "%s: tools.sql.access: expected \"read\" or \"write\", got \"%s\"",
+                            path, app_key_printable(a, pk, sizeof(pk)));
+                return -1;
+            }
+        }
+    }
+
+    json_t *set_state = json_object_get(tools, "set_state");
+    if (set_state != NULL) {
+        static const char *const none[] = {NULL};
+        if (app_expect_type(set_state, JSON_OBJECT, "an object", path, "tools.set_state", err) != 0 ||
+            app_check_keys(set_state, none, path, "tools.set_state.", err) != 0)
+            return -1;
+        tmp->tool_set_state = 1;
+    }
+    return 0;
+}
+
+static int app_parse_limits(const json_t *limits, const char *path, app_limits_t *out, fig_err_t *err)
+{
+    const char *keys[APP_N_LIMITS + 1];
+    for (size_t i = 0; i < APP_N_LIMITS; i++)
+        keys[i] = app_limit_specs[i].key;
+    keys[APP_N_LIMITS] = NULL;
+
+    if (app_expect_type(limits, JSON_OBJECT, "an object", path, "limits", err) != 0 ||
+        app_check_keys(limits, keys, path, "limits.", err) != 0)
+        return -1;
+    for (size_t i = 0; i < APP_N_LIMITS; i++) {
+        const app_limit_spec_t *spec = &app_limit_specs[i];
+        json_t *v = json_object_get(limits, spec->key);
+        if (v == NULL)
+            continue;
+        if (!json_is_integer(v)) {
+            fig_err_set(err, FIG_E_CONFIG, "%s: limits.%s: expected an integer from %d to %d, got %s", path,
+                        spec->key, spec->min, spec->max, app_json_type_name(v));
+            return -1;
+        }
+        json_int_t n = json_integer_value(v);
+        if (n < spec->min || n > spec->max) {
+            fig_err_set(err, FIG_E_CONFIG, "%s: limits.%s: expected an integer from %d to %d, got %" JSON_INTEGER_FORMAT,
+                        path, spec->key, spec->min, spec->max, n);
+            return -1;
+        }
+        *(int *)((char *)out + spec->offset) = (int)n;
+    }
+    return 0;
+}
+
+static void app_limits_default(app_limits_t *l)
+{
+    for (size_t i = 0; i < APP_N_LIMITS; i++)
+        *(int *)((char *)l + app_limit_specs[i].offset) = app_limit_specs[i].def;
+}
+
+int app_parse_json(app_t *app, const char *path, const char *text, fig_err_t *err)
+{
+    json_error_t jerr;
+    json_t *root = json_loads(text, JSON_REJECT_DUPLICATES, &jerr);
+    if (root == NULL) {
+        fig_err_set(err, FIG_E_CONFIG, "%s:%d:%d: %s", path, jerr.line, jerr.column, jerr.text);
+        return -1;
+    }
+
+    app_t tmp;
+    memset(&tmp, 0, sizeof(tmp));
+    app_limits_default(&tmp.limits);
+
+    if (!json_is_object(root)) {
+        fig_err_set(err, FIG_E_CONFIG, "%s: expected an object at the top level, got %s", path,
+                    app_json_type_name(root));
+        goto fail;
+    }
+    if (app_check_keys(root, app_top_keys, path, "", err) != 0)
+        goto fail;
+    if (app_get_text(root, "title", 1, 1, 80, 0, path, &tmp.title, err) != 0 ||
+        app_get_text(root, "description", 1, 1, 300, 1, path, &tmp.description, err) != 0 ||
+        app_get_text(root, "model", 0, 1, APP_MAX_MODEL, 0, path, &tmp.model, err) != 0)
+        goto fail;
+
+    json_t *tools = json_object_get(root, "tools");
+    if (tools != NULL && app_parse_tools(tools, path, &tmp, err) != 0)
+        goto fail;
+    json_t *limits = json_object_get(root, "limits");
+    if (limits != NULL && app_parse_limits(limits, path, &tmp.limits, err) != 0)
+        goto fail;
+
+    json_decref(root);
+    free(app->title);
+    free(app->description);
+    free(app->model);
+    app->title = tmp.title;
+    app->description = tmp.description;
+    app->model = tmp.model;
+    app->sql = tmp.sql;
+    app->tool_set_state = tmp.tool_set_state;
+    app->limits = tmp.limits;
+    return 0;
+
+fail:
+    json_decref(root);
+    free(tmp.title);
+    free(tmp.description);
+    free(tmp.model);
+    return -1;
+}
+
+/* ---- loading ---- */
+
+app_t *app_load(const char *prompts_dir, const char *name, const char *var_dir, fig_err_t *err)
+{
+    if (!app_valid_name(name, strlen(name))) {
+        char pk[64];
+        fig_err_set(err, FIG_E_CONFIG,
+                    "%s/%s: invalid app name (expected [a-z0-9][a-z0-9_-]{0,31}, not \"static\")", prompts_dir,
+                    app_key_printable(name, pk, sizeof(pk)));
+        return NULL;
+    }
+    app_t *app = fig_calloc(1, sizeof(*app));
+    app->name = fig_strdup(name);
+    app->dir = app_join(prompts_dir, name);
+    {
+        fig_buf_t b = FIG_BUF_INIT;
+        fig_buf_appendf(&b, "%s/apps/%s.db", var_dir, name);
+        app->db_path = fig_buf_steal(&b);
+    }
+
+    char *json_path = app_join(app->dir, "app.json");
+    size_t len = 0;
+    char *text = app_read_file(json_path, APP_MAX_JSON_BYTES, &len, NULL, err);
+    if (text == NULL) {
+        free(json_path);
+        goto fail;
+    }
+    if (memchr(text, '\0', len) != NULL) {
+        fig_err_set(err, FIG_E_CONFIG, "%s: contains a NUL byte", json_path);
+        free(text);
+        free(json_path);
+        goto fail;
+    }
+    int r = app_parse_json(app, json_path, text, err);
+    free(text);
+    free(json_path);
+    if (r != 0)
+        goto fail;
+
+    char *prompt_path = app_join(app->dir, "prompt.md");
+    app->prompt_md = app_read_file(prompt_path, APP_MAX_PROMPT_BYTES, &len, NULL, err);
+    if (app->prompt_md == NULL) {
+        free(prompt_path);
+        goto fail;
+    }
+    if (len == 0 || !app_valid_utf8(app->prompt_md, len)) {
+        fig_err_set(err, FIG_E_CONFIG, "%s: %s", prompt_path,
+                    len == 0 ? "empty (the prompt is required)" : "not valid UTF-8 text");
+        free(prompt_path);
+        goto fail;
+    }
+    free(prompt_path);
+    return app;
+
+fail:
+    app_free(app);
+    return NULL;
+}
+
+void app_free(app_t *app)
+{
+    if (app == NULL)
+        return;
+    free(app->name);
+    free(app->dir);
+    free(app->title);
+    free(app->description);
+    free(app->model);
+    free(app->prompt_md);
+    free(app->db_path);
+    free(app->schema_text);
+    free(app);
+}
+
+static int app_name_cmp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int apps_load_all(const char *prompts_dir, const char *var_dir, app_list_t *out, fig_err_t *err)
+{
+    out->items = NULL;
+    out->count = 0;
+    DIR *d = opendir(prompts_dir);
+    if (d == NULL) {
+        fig_err_set(err, FIG_E_CONFIG, "%s: %s", prompts_dir, strerror(errno));
+        return -1;
+    }
+    char **names = NULL;
+    size_t n = 0, cap = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.')
+            continue;
+        char *dir = app_join(prompts_dir, e->d_name);
+        char *json = app_join(dir, "app.json");
+        struct stat st;
+        int is_app = stat(dir, &st) == 0 && S_ISDIR(st.st_mode) && stat(json, &st) == 0;
+        free(dir);
+        free(json);
+        if (!is_app)
+            continue;
+        if (n == cap) {
+            cap = cap ? cap * 2 : 8;
+            names = fig_realloc(names, cap * sizeof(*names));
+        }
+        names[n++] = fig_strdup(e->d_name);
+    }
+    closedir(d);
+    if (n > 0)
+        qsort(names, n, sizeof(*names), app_name_cmp);
+
+    int rc = 0;
+    out->items = fig_calloc(n ? n : 1, sizeof(*out->items));
+    for (size_t i = 0; i < n; i++) {
+        if (rc == 0) {
+            app_t *app = app_load(prompts_dir, names[i], var_dir, err);
+            if (app == NULL)
+                rc = -1;
+            else
+                out->items[out->count++] = app;
+        }
+        free(names[i]);
+    }
+    free(names);
+    if (rc != 0)
+        apps_free(out);
+    return rc;
+}
+
+void apps_free(app_list_t *list)
+{
+    if (list == NULL)
+        return;
+    for (size_t i = 0; i < list->count; i++)
+        app_free(list->items[i]);
+    free(list->items);
+    list->items = NULL;
+    list->count = 0;
+}
+
+const app_t *apps_find(const app_list_t *list, const char *name, size_t name_len)
+{
+    for (size_t i = 0; i < list->count; i++) {
+        const app_t *a = list->items[i];
+        if (strlen(a->name) == name_len && memcmp(a->name, name, name_len) == 0)
+            return a;
+    }
+    return NULL;
+}
+
+/* ---- the app database ---- */
+
+static int app_mkdir_p(const char *dir, fig_err_t *err)
+{
+    char path[PATH_MAX];
+    size_t n = strlen(dir);
+    if (n == 0 || n >= sizeof(path)) {
+        fig_err_set(err, FIG_E_IO, "%s: bad directory path", dir);
+        return -1;
+    }
+    memcpy(path, dir, n + 1);
+    for (size_t i = 1; i <= n; i++) {
+        if (path[i] != '/' && path[i] != '\0')
+            continue;
+        char saved = path[i];
+        path[i] = '\0';
+        if (mkdir(path, 0755) != 0 && errno != EEXIST) {
+            fig_err_set(err, FIG_E_IO, "%s: cannot create directory: %s", path, strerror(errno));
+            return -1;
+        }
+        path[i] = saved;
+    }
+    return 0;
+}
+
+static void app_unlink_db(const char *path)
+{
+    static const char *const suffixes[] = {"", "-wal", "-shm", "-journal"};
+    for (size_t i = 0; i < sizeof(suffixes) / sizeof(suffixes[0]); i++) {
+        fig_buf_t b = FIG_BUF_INIT;
+        fig_buf_appendf(&b, "%s%s", path, suffixes[i]);
+        unlink(b.data);
+        fig_buf_free(&b);
+    }
+}
+
+/* Builds the database under a temporary name and links it into place. */
+static int app_db_seed(app_t *app, const char *parent, fig_err_t *err)
+{
+    char *seed_path = app_join(app->dir, "seed.sql");
+    size_t seed_len = 0;
+    int missing = 0;
+    fig_err_t rerr;
+    char *seed = app_read_file(seed_path, APP_MAX_SEED_BYTES, &seed_len, &missing, &rerr);
+    if (seed == NULL && !missing) {
+        if (err)
+            *err = rerr;
+        free(seed_path);
+        return -1;
+    }
+    if (seed != NULL && memchr(seed, '\0', seed_len) != NULL) {
+        fig_err_set(err, FIG_E_CONFIG, "%s: contains a NUL byte", seed_path);
+        free(seed);
+        free(seed_path);
+        return -1;
+    }
+
+    fig_buf_t tmpb = FIG_BUF_INIT;
+    fig_buf_appendf(&tmpb, "%s.tmp-%ld", app->db_path, (long)getpid());
+    char *tmp = fig_buf_steal(&tmpb);
+    app_unlink_db(tmp); /* a leftover of a crashed process with our pid */
+
+    sqlite3 *db = NULL;
+    char *msg = NULL;
+    int rc = -1;
+    if (sqlite3_open_v2(tmp, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) != SQLITE_OK) {
+        fig_err_set(err, FIG_E_DB, "%s: cannot create: %s", tmp, db ? sqlite3_errmsg(db) : "out of memory");
+        goto done;
+    }
+    if (sqlite3_exec(db, "BEGIN", NULL, NULL, &msg) != SQLITE_OK) {
+        fig_err_set(err, FIG_E_DB, "%s: %s", tmp, msg ? msg : sqlite3_errmsg(db));
+        goto done;
+    }
+    if (seed != NULL && sqlite3_exec(db, seed, NULL, NULL, &msg) != SQLITE_OK) {
+        fig_err_set(err, FIG_E_CONFIG, "%s: %s", seed_path, msg ? msg : sqlite3_errmsg(db));
+        goto done;
+    }
+    if (sqlite3_get_autocommit(db)) {
+        /* The seed ended our transaction itself; its writes may be partial. */
+        fig_err_set(err, FIG_E_CONFIG, "%s: must not contain BEGIN, COMMIT or ROLLBACK (figment wraps it in one "
+                    "transaction)", seed_path);
+        goto done;
+    }
+    if (sqlite3_exec(db, "COMMIT", NULL, NULL, &msg) != SQLITE_OK ||
+        sqlite3_exec(db, "PRAGMA journal_mode=WAL", NULL, NULL, &msg) != SQLITE_OK) {
+        fig_err_set(err, FIG_E_DB, "%s: %s", tmp, msg ? msg : sqlite3_errmsg(db));
+        goto done;
+    }
+    if (sqlite3_close(db) != SQLITE_OK) {
+        fig_err_set(err, FIG_E_DB, "%s: cannot close: %s", tmp, sqlite3_errmsg(db));
+        goto done;
+    }
+    db = NULL;
+    {
+        int fd = open(tmp, O_RDONLY | O_CLOEXEC);
+        if (fd < 0 || fsync(fd) != 0) {
+            fig_err_set(err, FIG_E_IO, "%s: cannot sync: %s", tmp, strerror(errno));
+            if (fd >= 0)
+                close(fd);
+            goto done;
+        }
+        close(fd);
+    }
+    /* link() fails with EEXIST when another process seeded first: theirs wins. */
+    if (link(tmp, app->db_path) != 0 && errno != EEXIST) {
+        if (!(errno == EPERM || errno == ENOTSUP || errno == ENOSYS) || rename(tmp, app->db_path) != 0) {
+            fig_err_set(err, FIG_E_IO, "%s: cannot install: %s", app->db_path, strerror(errno));
+            goto done;
+        }
+    }
+    {
+        int dfd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd >= 0) {
+            fsync(dfd);
+            close(dfd);
+        }
+    }
+    rc = 0;
+
+done:
+    sqlite3_free(msg);
+    if (db != NULL)
+        sqlite3_close(db);
+    app_unlink_db(tmp);
+    free(tmp);
+    free(seed);
+    free(seed_path);
+    return rc;
+}
+
+int app_db_prepare(app_t *app, fig_err_t *err)
+{
+    char *parent = fig_strdup(app->db_path);
+    char *slash = strrchr(parent, '/');
+    if (slash != NULL && slash != parent)
+        *slash = '\0';
+    else if (slash == parent)
+        parent[1] = '\0';
+    else
+        strcpy(parent, ".");
+    if (app_mkdir_p(parent, err) != 0) {
+        free(parent);
+        return -1;
+    }
+
+    struct stat st;
+    if (stat(app->db_path, &st) != 0) {
+        if (errno != ENOENT) {
+            fig_err_set(err, FIG_E_IO, "%s: %s", app->db_path, strerror(errno));
+            free(parent);
+            return -1;
+        }
+        if (app_db_seed(app, parent, err) != 0) {
+            free(parent);
+            return -1;
+        }
+    }
+    free(parent);
+
+    sqlite3 *db = NULL;
+    if (sqlite3_open_v2(app->db_path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
+        fig_err_set(err, FIG_E_DB, "%s: cannot open: %s", app->db_path, db ? sqlite3_errmsg(db) : "out of memory");
+        sqlite3_close(db);
+        return -1;
+    }
+    char *schema = app_db_schema(db, err);
+    sqlite3_close(db);
+    if (schema == NULL)
+        return -1;
+    free(app->schema_text);
+    app->schema_text = schema;
+    return 0;
+}
+
+char *app_db_schema(sqlite3 *db, fig_err_t *err)
+{
+    /* '_' is a LIKE wildcard, hence the escape; internal tables (sqlite_sequence,
+     * sqlite_stat1, autoindexes) are implementation detail, not schema. */
+    static const char sql[] = "SELECT sql FROM sqlite_master WHERE sql IS NOT NULL "
+                              "AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name, type, sql";
+    sqlite3_stmt *q = NULL;
+    if (sqlite3_prepare_v2(db, sql, -1, &q, NULL) != SQLITE_OK) {
+        fig_err_set(err, FIG_E_DB, "reading the schema: %s", sqlite3_errmsg(db));
+        return NULL;
+    }
+    fig_buf_t b = FIG_BUF_INIT;
+    fig_buf_append(&b, "", 0);
+    int rc;
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+        const char *text = (const char *)sqlite3_column_text(q, 0);
+        fig_buf_append(&b, text, (size_t)sqlite3_column_bytes(q, 0));
+        fig_buf_append(&b, ";\n", 2);
+    }
+    if (rc != SQLITE_DONE) {
+        fig_err_set(err, FIG_E_DB, "reading the schema: %s", sqlite3_errmsg(db));
+        sqlite3_finalize(q);
+        fig_buf_free(&b);
+        return NULL;
+    }
+    sqlite3_finalize(q);
+    return fig_buf_steal(&b);
+}

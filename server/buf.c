@@ -78,12 +78,17 @@ void fig_buf_append_str(fig_buf_t *b, const char *s)
 
 void fig_buf_vappendf(fig_buf_t *b, const char *fmt, va_list ap)
 {
+    char small[256];
     va_list ap2;
     va_copy(ap2, ap);
-    int n = vsnprintf(NULL, 0, fmt, ap2);
+    int n = vsnprintf(small, sizeof(small), fmt, ap2);
     va_end(ap2);
     if (n < 0)
         return;
+    if ((size_t)n < sizeof(small)) {
+        fig_buf_append(b, small, (size_t)n);
+        return;
+    }
     fig_buf_reserve(b, (size_t)n);
     vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
     b->len += (size_t)n;

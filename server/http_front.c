@@ -1,2 +1,745 @@
-/* http_front.c — stub; being written. */
-typedef int fig_http_front_stub_t;
+/*
+ * http_front.c — the HTTP front of figment (see http_front.h).
+ *
+ * Routes, in order: /static/<file> (files loaded into memory at start), /_figment/health,
+ * / (the gallery of apps), /<app> (redirect to /<app>/), /<app>/... (an interaction).
+ * Everything else is a 404 page. Every response carries the same strict
+ * Content-Security-Policy and security headers; app pages are never cached.
+ *
+ * An app request is checked completely before it costs anything: method, path
+ * bytes, body size (per app), content type, form syntax, CSRF token (POST), and
+ * that a model is configured. Only then does it become an interaction.
+ */
+#include "http_front.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <h2o.h>
+
+#include "../tools/tools.h"
+#include "agent.h"
+#include "app.h"
+#include "buf.h"
+#include "crypto.h"
+#include "form.h"
+#include "interaction.h"
+#include "render.h"
+#include "session.h"
+#include "worker.h"
+
+#define MAX_PATH_BYTES 2048
+#define STATIC_MAX_FILE (2u << 20)
+/* idle keep-alive connections to the model endpoint kept per loop thread */
+#define UPSTREAM_IDLE_CONNECTIONS 16
+
+static const char CSP[] = "default-src 'none'; style-src 'self'; img-src 'self'; script-src 'self'; "
+                          "form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+typedef struct {
+    char *name;
+    char *content_type;
+    char *etag;
+    char *data;
+    size_t len;
+} static_file_t;
+
+typedef struct {
+    const config_t *cfg;
+    app_list_t apps;
+    app_runtime_t *runtimes; /* parallel to apps.items */
+    worker_pool_t *workers;
+    uint8_t key[SESSION_KEY_LEN];
+    static_file_t *statics;
+    size_t n_statics;
+    h2o_globalconf_t globalconf;
+    h2o_hostconf_t *hostconf;
+    int listen_port;
+} server_t;
+
+typedef struct {
+    server_t *srv;
+    int index;
+    pthread_t tid;
+    int listen_fd;
+    h2o_evloop_t *loop;
+    h2o_context_t ctx;
+    h2o_accept_ctx_t accept_ctx;
+    h2o_socket_t *listener;
+    h2o_multithread_receiver_t receiver;
+    agent_env_t env;
+} server_thread_t;
+
+typedef struct {
+    h2o_handler_t super;
+    server_t *srv;
+} front_handler_t;
+
+static volatile sig_atomic_t stopping;
+
+/* ---------- responses ---------- */
+
+static void add_header(h2o_req_t *req, const h2o_token_t *token, const char *value)
+{
+    h2o_add_header(&req->pool, &req->res.headers, token, NULL, value, strlen(value));
+}
+
+static void add_header_str(h2o_req_t *req, const char *name, const char *value)
+{
+    h2o_add_header_by_str(&req->pool, &req->res.headers, name, strlen(name), 0, NULL, value, strlen(value));
+}
+
+static void add_security_headers(h2o_req_t *req)
+{
+    add_header_str(req, "content-security-policy", CSP);
+    add_header_str(req, "x-content-type-options", "nosniff");
+    add_header_str(req, "x-frame-options", "DENY");
+    add_header_str(req, "referrer-policy", "same-origin");
+    add_header_str(req, "cross-origin-opener-policy", "same-origin");
+    add_header_str(req, "cross-origin-resource-policy", "same-origin");
+    add_header_str(req, "permissions-policy", "camera=(), microphone=(), geolocation=(), interest-cohort=()");
+}
+
+static const char *reason_for(int status)
+{
+    switch (status) {
+    case 200: return "OK";
+    case 301: return "Moved Permanently";
+    case 304: return "Not Modified";
+    case 400: return "Bad Request";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 413: return "Payload Too Large";
+    case 414: return "URI Too Long";
+    case 415: return "Unsupported Media Type";
+    case 500: return "Internal Server Error";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    }
+    return "Unknown";
+}
+
+/* Sends a complete HTML document (copied into the request's pool). */
+static void send_html(h2o_req_t *req, int status, const char *set_cookie, const char *html, size_t len)
+{
+    req->res.status = status;
+    req->res.reason = reason_for(status);
+    add_header(req, H2O_TOKEN_CONTENT_TYPE, "text/html; charset=utf-8");
+    add_header(req, H2O_TOKEN_CACHE_CONTROL, "no-store");
+    add_security_headers(req);
+    if (set_cookie != NULL)
+        add_header(req, H2O_TOKEN_SET_COOKIE, set_cookie);
+    h2o_send_inline(req, html, len);
+}
+
+static void send_error_page(h2o_req_t *req, int status, const app_t *app, const char *heading, const char *message)
+{
+    fig_buf_t b = FIG_BUF_INIT;
+    layout_opts_t lo = {app ? app->name : NULL, app ? app->title : NULL, heading};
+    layout_error_page(&b, &lo, status, heading, message, NULL);
+    send_html(req, status, NULL, b.data, b.len);
+    fig_buf_free(&b);
+}
+
+/* The agent's way back to the browser. */
+static void respond_interaction(interaction_t *ix, int status)
+{
+    h2o_req_t *req = ix->req;
+    if (req == NULL)
+        return;
+    ix->req = NULL; /* exactly one response */
+    send_html(req, status, ix->new_session ? ix->set_cookie : NULL, ix->page.data ? ix->page.data : "",
+              ix->page.len);
+}
+
+/* ---------- static files and the gallery ---------- */
+
+static const char *content_type_for(const char *name)
+{
+    const char *dot = strrchr(name, '.');
+    if (dot == NULL)
+        return "application/octet-stream";
+    if (strcmp(dot, ".css") == 0) return "text/css; charset=utf-8";
+    if (strcmp(dot, ".js") == 0) return "text/javascript; charset=utf-8";
+    if (strcmp(dot, ".svg") == 0) return "image/svg+xml";
+    if (strcmp(dot, ".png") == 0) return "image/png";
+    if (strcmp(dot, ".ico") == 0) return "image/x-icon";
+    if (strcmp(dot, ".txt") == 0) return "text/plain; charset=utf-8";
+    return "application/octet-stream";
+}
+
+static int load_statics(server_t *srv, const char *dir, fig_err_t *err)
+{
+    DIR *d = opendir(dir);
+    if (d == NULL) {
+        fig_err_set(err, FIG_E_CONFIG, "%s: cannot open the static folder: %s", dir, strerror(errno));
+        return -1;
+    }
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        if (de->d_name[0] == '.')
+            continue;
+        fig_buf_t path = FIG_BUF_INIT;
+        fig_buf_appendf(&path, "%s/%s", dir, de->d_name);
+        struct stat st;
+        FILE *f = NULL;
+        if (stat(path.data, &st) != 0 || !S_ISREG(st.st_mode) || (size_t)st.st_size > STATIC_MAX_FILE ||
+            (f = fopen(path.data, "rb")) == NULL) {
+            fig_buf_free(&path);
+            continue;
+        }
+        static_file_t sf = {0};
+        sf.len = (size_t)st.st_size;
+        sf.data = fig_malloc(sf.len + 1);
+        sf.len = fread(sf.data, 1, sf.len, f);
+        fclose(f);
+        sf.name = fig_strdup(de->d_name);
+        sf.content_type = fig_strdup(content_type_for(de->d_name));
+        char *hex = crypto_sha256_hex(sf.data, sf.len);
+        fig_buf_t etag = FIG_BUF_INIT;
+        fig_buf_appendf(&etag, "\"%.16s\"", hex);
+        free(hex);
+        sf.etag = fig_buf_steal(&etag);
+        srv->statics = fig_realloc(srv->statics, (srv->n_statics + 1) * sizeof(*srv->statics));
+        srv->statics[srv->n_statics++] = sf;
+        fig_buf_free(&path);
+    }
+    closedir(d);
+    return 0;
+}
+
+static void serve_static(server_t *srv, h2o_req_t *req, const char *name, size_t len)
+{
+    for (size_t i = 0; i < srv->n_statics; i++) {
+        static_file_t *sf = &srv->statics[i];
+        if (strlen(sf->name) != len || memcmp(sf->name, name, len) != 0)
+            continue;
+        add_security_headers(req);
+        add_header(req, H2O_TOKEN_ETAG, sf->etag);
+        add_header(req, H2O_TOKEN_CACHE_CONTROL, "public, max-age=300");
+        ssize_t inm = h2o_find_header(&req->headers, H2O_TOKEN_IF_NONE_MATCH, -1);
+        if (inm >= 0 && h2o_memis(req->headers.entries[inm].value.base, req->headers.entries[inm].value.len,
+                                  sf->etag, strlen(sf->etag))) {
+            req->res.status = 304;
+            req->res.reason = reason_for(304);
+            h2o_send_inline(req, "", 0);
+            return;
+        }
+        req->res.status = 200;
+        req->res.reason = "OK";
+        add_header(req, H2O_TOKEN_CONTENT_TYPE, sf->content_type);
+        h2o_send_inline(req, sf->data, sf->len);
+        return;
+    }
+    send_error_page(req, 404, NULL, "Not found", "There is no such file.");
+}
+
+static void serve_gallery(server_t *srv, h2o_req_t *req)
+{
+    fig_buf_t body = FIG_BUF_INIT;
+    fig_buf_append_str(&body, "<h1>Apps</h1>\n");
+    if (!srv->cfg->llm_configured)
+        fig_buf_append_str(&body, "<p class=\"danger\">No language model is configured: app pages will answer "
+                                  "503 until OPENAI_API_KEY or OPENAI_BASE_URL is set.</p>\n");
+    fig_buf_append_str(&body, "<ul class=\"gallery\">\n");
+    for (size_t i = 0; i < srv->apps.count; i++) {
+        const app_t *a = srv->apps.items[i];
+        fig_buf_appendf(&body, "<li class=\"card\"><h2><a href=\"/%s/\">", a->name);
+        fig_buf_append_html(&body, a->title, strlen(a->title));
+        fig_buf_append_str(&body, "</a></h2><p>");
+        fig_buf_append_html(&body, a->description, strlen(a->description));
+        fig_buf_append_str(&body, "</p></li>\n");
+    }
+    fig_buf_append_str(&body, "</ul>\n");
+    fig_buf_t page = FIG_BUF_INIT;
+    layout_opts_t lo = {NULL, NULL, "figment apps"};
+    layout_page(&page, &lo, body.data, body.len);
+    send_html(req, 200, NULL, page.data, page.len);
+    fig_buf_free(&body);
+    fig_buf_free(&page);
+}
+
+/* ---------- app requests ---------- */
+
+static void on_interaction_req_dispose(void *p)
+{
+    interaction_t *ix = *(interaction_t **)p;
+    if (ix->req != NULL && ix->rec.status == 0) {
+        ix->rec.outcome = "client_gone";
+    }
+    agent_abandon(ix);
+    interaction_unref(ix);
+}
+
+static char *header_value(h2o_req_t *req, const h2o_token_t *token)
+{
+    ssize_t i = h2o_find_header(&req->headers, token, -1);
+    if (i < 0)
+        return NULL;
+    return fig_strndup(req->headers.entries[i].value.base, req->headers.entries[i].value.len);
+}
+
+static int path_is_clean(const char *p, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)p[i];
+        if (c < 0x20 || c == 0x7f)
+            return 0;
+    }
+    return 1;
+}
+
+static void serve_app(server_thread_t *th, const app_runtime_t *rt, h2o_req_t *req)
+{
+    server_t *srv = th->srv;
+    const app_t *app = rt->app;
+    int is_post = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("POST"));
+    int is_get = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET")) ||
+                 h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD"));
+    if (!is_get && !is_post) {
+        add_header(req, H2O_TOKEN_ALLOW, "GET, HEAD, POST");
+        send_error_page(req, 405, app, "Method not allowed", "App pages answer GET and POST only.");
+        return;
+    }
+    if (!srv->cfg->llm_configured) {
+        send_error_page(req, 503, app, "No language model is configured",
+                        "figment generates this app's pages with a language model, and none is configured. "
+                        "Set OPENAI_API_KEY (and, for a local server such as Ollama, llama.cpp or vLLM, "
+                        "OPENAI_BASE_URL; optionally FIGMENT_MODEL), then restart figment.");
+        return;
+    }
+    if (req->entity.base != NULL && req->entity.len > (size_t)app->limits.max_body_bytes) {
+        send_error_page(req, 413, app, "Too much data", "The form you sent is larger than this app accepts.");
+        return;
+    }
+
+    fig_err_t err;
+    fig_err_clear(&err);
+    json_t *query = NULL, *form = NULL;
+    const char *qs = req->query_at != SIZE_MAX ? req->path.base + req->query_at + 1 : NULL;
+    size_t qs_len = qs ? req->path.len - req->query_at - 1 : 0;
+    query = qs ? form_parse_urlencoded(qs, qs_len, &err) : json_object();
+    if (query == NULL) {
+        send_error_page(req, 400, app, "Bad request", err.msg);
+        return;
+    }
+
+    /* the session: a verified cookie or a fresh id */
+    char sid[SESSION_ID_LEN + 1];
+    int new_session = 1;
+    char *cookie_header = header_value(req, H2O_TOKEN_COOKIE);
+    if (cookie_header != NULL) {
+        char *v = form_cookie_get(cookie_header, strlen(cookie_header), SESSION_COOKIE_NAME);
+        if (v != NULL && session_cookie_verify(srv->key, v, strlen(v), sid) == 0)
+            new_session = 0;
+        free(v);
+        free(cookie_header);
+    }
+    if (new_session)
+        session_new_id(sid);
+
+    if (is_post) {
+        char *ct = header_value(req, H2O_TOKEN_CONTENT_TYPE);
+        const char *body = req->entity.base ? req->entity.base : "";
+        size_t body_len = req->entity.base ? req->entity.len : 0;
+        if (ct != NULL && strncasecmp(ct, "application/x-www-form-urlencoded", 33) == 0)
+            form = form_parse_urlencoded(body, body_len, &err);
+        else if (ct != NULL && strncasecmp(ct, "multipart/form-data", 19) == 0)
+            form = form_parse_multipart(body, body_len, ct, &err);
+        else
+            fig_err_set(&err, FIG_E_INVALID, "unsupported content type");
+        free(ct);
+        if (form == NULL) {
+            json_decref(query);
+            if (err.code == FIG_E_INVALID && strcmp(err.msg, "unsupported content type") == 0)
+                send_error_page(req, 415, app, "Unsupported form encoding",
+                                "Forms must be sent as application/x-www-form-urlencoded or multipart/form-data.");
+            else
+                send_error_page(req, 400, app, "Bad request", err.msg);
+            return;
+        }
+        const char *token = json_string_value(json_object_get(form, "_csrf"));
+        if (new_session || token == NULL || !session_csrf_check(srv->key, sid, token, strlen(token))) {
+            json_decref(query);
+            json_decref(form);
+            send_error_page(req, 403, app, "This form has expired",
+                            "figment could not verify that this form came from this app in your session "
+                            "(it may be old, or your session has changed). Go back, reload the page and try again.");
+            return;
+        }
+        json_object_del(form, "_csrf");
+    } else {
+        form = json_object();
+    }
+
+    interaction_t *ix = interaction_new(&th->env, rt, req);
+    ix->method = fig_strdup(is_post ? "POST" : "GET");
+    ix->path = fig_strndup(req->path_normalized.base, req->path_normalized.len);
+    ix->url = fig_strndup(req->path.base, req->path.len);
+    ix->query = query;
+    ix->form = form;
+    ix->csrf_token = session_csrf_token(srv->key, sid);
+    ix->new_session = new_session;
+    memcpy(ix->session.id, sid, sizeof(sid));
+    if (new_session) {
+        char *v = session_cookie_sign(srv->key, sid);
+        fig_buf_t c = FIG_BUF_INIT;
+        fig_buf_appendf(&c, "%s=%s; Path=/; HttpOnly; SameSite=Lax; Max-Age=31536000", SESSION_COOKIE_NAME, v);
+        free(v);
+        ix->set_cookie = fig_buf_steal(&c);
+    }
+    interaction_t **slot = h2o_mem_alloc_shared(&req->pool, sizeof(*slot), on_interaction_req_dispose);
+    *slot = ix;
+    interaction_ref(ix); /* the request's reference (released by the dispose above) */
+    agent_start(ix);
+    interaction_unref(ix);
+}
+
+static int on_req(h2o_handler_t *self, h2o_req_t *req)
+{
+    front_handler_t *h = (front_handler_t *)self;
+    server_t *srv = h->srv;
+    server_thread_t *th = H2O_STRUCT_FROM_MEMBER(server_thread_t, ctx, req->conn->ctx);
+    const char *p = req->path_normalized.base;
+    size_t len = req->path_normalized.len;
+
+    if (req->path.len > MAX_PATH_BYTES) {
+        send_error_page(req, 414, NULL, "Address too long", "The address you asked for is too long.");
+        return 0;
+    }
+    if (!path_is_clean(req->path.base, req->path.len)) {
+        send_error_page(req, 400, NULL, "Bad request", "The address contains control characters.");
+        return 0;
+    }
+    if (len >= 8 && memcmp(p, "/static/", 8) == 0) {
+        serve_static(srv, req, p + 8, len - 8);
+        return 0;
+    }
+    if (h2o_memis(p, len, H2O_STRLIT("/_figment/health"))) {
+        req->res.status = 200;
+        req->res.reason = "OK";
+        add_header(req, H2O_TOKEN_CONTENT_TYPE, "text/plain; charset=utf-8");
+        add_security_headers(req);
+        h2o_send_inline(req, H2O_STRLIT("ok\n"));
+        return 0;
+    }
+    if (len == 1) {
+        serve_gallery(srv, req);
+        return 0;
+    }
+    /* /<app> or /<app>/... */
+    const char *name = p + 1;
+    const char *slash = memchr(name, '/', len - 1);
+    size_t name_len = slash ? (size_t)(slash - name) : len - 1;
+    const app_t *app = apps_find(&srv->apps, name, name_len);
+    if (app == NULL) {
+        send_error_page(req, 404, NULL, "Not found",
+                        "There is no app at this address. The list of apps is at the start page.");
+        return 0;
+    }
+    const app_runtime_t *rt = NULL;
+    for (size_t i = 0; i < srv->apps.count; i++)
+        if (srv->apps.items[i] == app)
+            rt = &srv->runtimes[i];
+    if (slash == NULL) {
+        fig_buf_t loc = FIG_BUF_INIT;
+        fig_buf_appendf(&loc, "/%s/", app->name);
+        add_security_headers(req);
+        h2o_send_redirect(req, 301, "Moved Permanently", loc.data, loc.len);
+        fig_buf_free(&loc);
+        return 0;
+    }
+    serve_app(th, rt, req);
+    return 0;
+}
+
+/* ---------- set-up, threads, shutdown ---------- */
+
+static char *read_file(const char *path, fig_err_t *err)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) {
+        fig_err_set(err, FIG_E_CONFIG, "%s: %s", path, strerror(errno));
+        return NULL;
+    }
+    fig_buf_t b = FIG_BUF_INIT;
+    char chunk[8192];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+        fig_buf_append(&b, chunk, n);
+    fclose(f);
+    return fig_buf_steal(&b);
+}
+
+/* The byte-stable prompt prefix of an app (docs/ARCHITECTURE.md, "The interaction contract"). */
+static char *build_system_prompt(const char *system_md, const app_t *app)
+{
+    fig_buf_t b = FIG_BUF_INIT;
+    fig_buf_append_str(&b, system_md);
+    fig_buf_appendf(&b, "\n\n# App: %s (/%s/)\n\n", app->title, app->name);
+    fig_buf_append_str(&b, app->prompt_md);
+    fig_buf_append_str(&b, "\n\n# Database schema\n\n");
+    fig_buf_append_str(&b, app->schema_text && *app->schema_text ? app->schema_text : "(no tables)\n");
+    return fig_buf_steal(&b);
+}
+
+static int open_listener(const char *host, int port, fig_err_t *err)
+{
+    struct addrinfo hints = {0}, *res = NULL;
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    char portstr[16];
+    snprintf(portstr, sizeof(portstr), "%d", port);
+    int rc = getaddrinfo(host, portstr, &hints, &res);
+    if (rc != 0) {
+        fig_err_set(err, FIG_E_CONFIG, "--listen: cannot resolve '%s': %s", host, gai_strerror(rc));
+        return -1;
+    }
+    int fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int on = 1;
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) != 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) != 0 ||
+        bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, 4096) != 0) {
+        fig_err_set(err, FIG_E_IO, "cannot listen on %s:%d: %s", host, port, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        freeaddrinfo(res);
+        return -1;
+    }
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
+    freeaddrinfo(res);
+    return fd;
+}
+
+static void on_accept(h2o_socket_t *listener, const char *err)
+{
+    server_thread_t *th = listener->data;
+    if (err != NULL)
+        return;
+    for (int i = 0; i < 16; i++) {
+        h2o_socket_t *sock = h2o_evloop_socket_accept(listener);
+        if (sock == NULL)
+            return;
+        h2o_accept(&th->accept_ctx, sock);
+    }
+}
+
+static void *thread_main(void *arg)
+{
+    server_thread_t *th = arg;
+    server_t *srv = th->srv;
+    th->loop = h2o_evloop_create();
+    h2o_context_init(&th->ctx, th->loop, &srv->globalconf);
+    th->accept_ctx.ctx = &th->ctx;
+    th->accept_ctx.hosts = srv->globalconf.hosts;
+    worker_receiver_init(&th->ctx, &th->receiver);
+
+    th->env.http = http_client_create(th->loop, UPSTREAM_IDLE_CONNECTIONS);
+    th->env.workers = srv->workers;
+    th->env.receiver = &th->receiver;
+    th->env.provider = &llm_provider_openai;
+    th->env.endpoint.base_url = srv->cfg->llm_base_url;
+    th->env.endpoint.api_key = srv->cfg->llm_api_key;
+    th->env.default_model = srv->cfg->llm_model;
+    th->env.connect_timeout_ms = srv->cfg->llm_connect_timeout_ms;
+    th->env.quiet = srv->cfg->quiet;
+    th->env.respond = respond_interaction;
+
+    th->listener = h2o_evloop_socket_create(th->loop, th->listen_fd, H2O_SOCKET_FLAG_DONT_READ);
+    th->listener->data = th;
+    h2o_socket_read_start(th->listener, on_accept);
+
+    while (!stopping)
+        h2o_evloop_run(th->loop, 200);
+
+    h2o_socket_read_stop(th->listener);
+    h2o_socket_close(th->listener); /* closes listen_fd too */
+    th->listen_fd = -1;
+    http_client_destroy(th->env.http);
+    /* let h2o finish closing sockets, then release the loop's resources */
+    h2o_evloop_run(th->loop, 0);
+    worker_receiver_dispose(&th->ctx, &th->receiver);
+    h2o_context_dispose(&th->ctx);
+    h2o_evloop_destroy(th->loop);
+    return NULL;
+}
+
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
+static int setup(server_t *srv, const config_t *cfg, fig_err_t *err)
+{
+    srv->cfg = cfg;
+    if (mkdir(cfg->var_dir, 0700) != 0 && errno != EEXIST) {
+        fig_err_set(err, FIG_E_IO, "%s: cannot create the data folder: %s", cfg->var_dir, strerror(errno));
+        return -1;
+    }
+    if (session_key_load(cfg->var_dir, srv->key, err) != 0)
+        return -1;
+    if (apps_load_all(cfg->prompts_dir, cfg->var_dir, &srv->apps, err) != 0)
+        return -1;
+    fig_buf_t p = FIG_BUF_INIT;
+    fig_buf_appendf(&p, "%s/system.md", cfg->prompts_dir);
+    char *system_md = read_file(p.data, err);
+    fig_buf_free(&p);
+    if (system_md == NULL)
+        return -1;
+    srv->runtimes = fig_calloc(srv->apps.count, sizeof(app_runtime_t));
+    size_t max_body = 1024;
+    for (size_t i = 0; i < srv->apps.count; i++) {
+        app_t *app = srv->apps.items[i];
+        if (app_db_prepare(app, err) != 0) {
+            free(system_md);
+            return -1;
+        }
+        srv->runtimes[i].app = app;
+        srv->runtimes[i].system_prompt = build_system_prompt(system_md, app);
+        srv->runtimes[i].tools = tools_schemas(app);
+        if ((size_t)app->limits.max_body_bytes > max_body)
+            max_body = (size_t)app->limits.max_body_bytes;
+    }
+    free(system_md);
+    if (load_statics(srv, cfg->static_dir, err) != 0)
+        return -1;
+
+    fig_buf_t dbpath = FIG_BUF_INIT;
+    fig_buf_appendf(&dbpath, "%s/figment.db", cfg->var_dir);
+    /* open once here so that a broken store fails at start, not on the first click */
+    session_store_t *probe = session_store_open(dbpath.data, err);
+    if (probe == NULL) {
+        fig_buf_free(&dbpath);
+        return -1;
+    }
+    session_store_close(probe);
+    srv->workers = worker_pool_create(cfg->workers, dbpath.data, err);
+    fig_buf_free(&dbpath);
+    if (srv->workers == NULL)
+        return -1;
+
+    h2o_config_init(&srv->globalconf);
+    srv->globalconf.server_name = h2o_iovec_init(H2O_STRLIT("figment"));
+    srv->globalconf.max_request_entity_size = max_body;
+    srv->globalconf.http1.upgrade_to_http2 = 0;
+    srv->hostconf = h2o_config_register_host(&srv->globalconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
+    h2o_pathconf_t *pc = h2o_config_register_path(srv->hostconf, "/", 0);
+    front_handler_t *h = (front_handler_t *)h2o_create_handler(pc, sizeof(*h));
+    h->super.on_req = on_req;
+    h->srv = srv;
+    return 0;
+}
+
+static void teardown(server_t *srv)
+{
+    worker_pool_destroy(srv->workers);
+    for (size_t i = 0; i < srv->apps.count && srv->runtimes; i++) {
+        free(srv->runtimes[i].system_prompt);
+        json_decref(srv->runtimes[i].tools);
+    }
+    free(srv->runtimes);
+    for (size_t i = 0; i < srv->n_statics; i++) {
+        free(srv->statics[i].name);
+        free(srv->statics[i].content_type);
+        free(srv->statics[i].etag);
+        free(srv->statics[i].data);
+    }
+    free(srv->statics);
+    if (srv->hostconf != NULL)
+        h2o_config_dispose(&srv->globalconf);
+    apps_free(&srv->apps);
+}
+
+int server_run(const config_t *cfg, fig_err_t *err)
+{
+    server_t srv;
+    memset(&srv, 0, sizeof(srv));
+    int rc = -1;
+    server_thread_t *threads = NULL;
+    int nthreads = 0;
+
+    signal(SIGPIPE, SIG_IGN);
+    raise_fd_limit();
+    if (setup(&srv, cfg, err) != 0)
+        goto Exit;
+
+    threads = fig_calloc((size_t)cfg->threads, sizeof(*threads));
+    int port = cfg->listen_port;
+    for (int i = 0; i < cfg->threads; i++) {
+        threads[i].srv = &srv;
+        threads[i].index = i;
+        threads[i].listen_fd = open_listener(cfg->listen_host, port, err);
+        if (threads[i].listen_fd < 0)
+            goto Exit;
+        nthreads = i + 1;
+        if (i == 0) { /* an ephemeral port: every thread binds the one the first got */
+            struct sockaddr_storage ss;
+            socklen_t sl = sizeof(ss);
+            getsockname(threads[0].listen_fd, (struct sockaddr *)&ss, &sl);
+            port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                                  : ((struct sockaddr_in *)&ss)->sin_port);
+        }
+    }
+    srv.listen_port = port;
+
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    for (int i = 0; i < nthreads; i++)
+        pthread_create(&threads[i].tid, NULL, thread_main, &threads[i]);
+
+    if (!cfg->llm_configured)
+        fprintf(stderr, "figment: no language model configured: app pages will answer 503. "
+                        "Set OPENAI_API_KEY (and OPENAI_BASE_URL for a local server) to enable them.\n");
+    else
+        fprintf(stderr, "figment: model %s at %s\n", cfg->llm_model, cfg->llm_base_url);
+    fprintf(stderr, "figment: %zu app(s) from %s/, %d thread(s)\n", srv.apps.count, cfg->prompts_dir,
+            cfg->threads);
+    const char *shown_host = strchr(cfg->listen_host, ':') ? "[::1]" : cfg->listen_host;
+    printf("figment listening on http://%s:%d/\n", shown_host, port);
+    fflush(stdout);
+    if (cfg->port_file != NULL) {
+        FILE *f = fopen(cfg->port_file, "w");
+        if (f) {
+            fprintf(f, "%d\n", port);
+            fclose(f);
+        }
+    }
+
+    int sig;
+    sigwait(&sigs, &sig);
+    fprintf(stderr, "figment: stopping (signal %d)\n", sig);
+    stopping = 1;
+    for (int i = 0; i < nthreads; i++)
+        pthread_join(threads[i].tid, NULL);
+    rc = 0;
+Exit:
+    for (int i = 0; i < nthreads; i++)
+        if (threads[i].listen_fd >= 0)
+            close(threads[i].listen_fd);
+    free(threads);
+    teardown(&srv);
+    return rc;
+}

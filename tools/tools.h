@@ -20,6 +20,7 @@
 #include <sqlite3.h>
 
 #include "../server/app.h"
+#include "../server/buf.h"
 #include "../server/error.h"
 
 typedef struct {

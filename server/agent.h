@@ -1,0 +1,41 @@
+/*
+ * agent.h — the agent loop: one interaction from loaded session to sent page.
+ *
+ *   load session (worker) -> ask the model -> [run the tools it calls, ask again]*
+ *   -> render and sanitize the page -> save session (worker) -> respond
+ *
+ * Bounded: at most app.limits.max_tool_rounds rounds and app.limits.deadline_ms in
+ * all. A tool's failure goes back to the model as the tool's result; the model's or
+ * the endpoint's failure becomes an error page (502, or 504 on the deadline) and the
+ * session is left untouched.
+ *
+ * An agent_env_t is per loop thread: it holds what the loop thread owns (the HTTP
+ * client, its worker receiver) and what it borrows (config, worker pool, key).
+ */
+#ifndef FIG_AGENT_H
+#define FIG_AGENT_H
+
+#include "http_client.h"
+#include "interaction.h"
+#include "llm.h"
+#include "worker.h"
+
+typedef struct agent_env {
+    http_client_t *http;
+    worker_pool_t *workers;
+    h2o_multithread_receiver_t *receiver;
+    const llm_provider_t *provider;
+    llm_endpoint_t endpoint;
+    const char *default_model;
+    long connect_timeout_ms;
+    int quiet;
+    /* Sends the response for ix (status, ix->page, cookie) if the client is still there. */
+    void (*respond)(interaction_t *ix, int status);
+} agent_env_t;
+
+/* Takes over ix (the caller's reference belongs to the request). */
+void agent_start(interaction_t *ix);
+/* The client went away: cancel the model call in flight. */
+void agent_abandon(interaction_t *ix);
+
+#endif

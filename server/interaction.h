@@ -1,0 +1,98 @@
+/*
+ * interaction.h — one HTTP request under /<app>/ on its way through the model.
+ *
+ * The interaction_t carries the request (copied out of h2o so it may outlive the
+ * connection), the session, the conversation with the model, and the record of
+ * timings and usage: the one place where an interaction's costs are written down
+ * (traces and metrics read it in later issues).
+ *
+ * Lifetime: reference-counted. The HTTP request holds one reference until it is
+ * disposed (client gone or response sent); each worker job in flight holds one.
+ * `req` is NULL once the client is gone: from then on nothing is sent and the
+ * session is not written. interaction_unref() frees it at zero.
+ */
+#ifndef FIG_INTERACTION_H
+#define FIG_INTERACTION_H
+
+#include <h2o.h>
+#include <jansson.h>
+#include <stdint.h>
+
+#include "app.h"
+#include "buf.h"
+#include "llm.h"
+#include "session.h"
+#include "worker.h"
+
+struct agent_env;
+struct llm_call;
+
+/* What figment knows of an app at run time: the app, plus its byte-stable prompt
+ * prefix and tool schemas, built once at start. */
+typedef struct {
+    const app_t *app;
+    char *system_prompt;
+    json_t *tools;
+} app_runtime_t;
+
+typedef struct {
+    uint64_t start_ns;
+    uint64_t session_loaded_ns;
+    uint64_t end_ns;
+    int llm_calls;
+    double llm_ms;          /* summed over calls */
+    double first_ttft_ms;   /* first call's time to first byte */
+    int tool_calls;
+    double tool_ms;
+    double render_ms;
+    llm_usage_t usage;      /* summed over calls */
+    int status;             /* HTTP status sent */
+    const char *outcome;    /* "ok", "upstream", "upstream_timeout", "client_gone", ... */
+} interaction_record_t;
+
+typedef struct interaction {
+    int refcnt;
+    struct agent_env *env;
+    const app_runtime_t *rt;
+    h2o_req_t *req; /* NULL once the client is gone */
+
+    /* request, copied */
+    char *method;
+    char *path;  /* normalized path, no query */
+    char *url;   /* path plus "?query" when there is one: the retry link */
+    json_t *query;
+    json_t *form;
+    char *csrf_token;
+    int new_session; /* the cookie must be set on the response */
+    char *set_cookie;
+
+    /* session and conversation */
+    session_t session;
+    json_t *messages;
+    llm_result_t result;
+    int round;
+    size_t tool_index;
+    struct llm_call *llm;
+    worker_job_t job;
+    fig_err_t job_err;
+    uint64_t step_start_ns; /* when the worker step in flight started */
+    char *job_text;    /* a tool result or page title handed across threads */
+    char *page_title;
+    fig_buf_t page;    /* the full HTML document to send */
+
+    interaction_record_t rec;
+} interaction_t;
+
+interaction_t *interaction_new(struct agent_env *env, const app_runtime_t *rt, h2o_req_t *req);
+void interaction_ref(interaction_t *ix);
+void interaction_unref(interaction_t *ix);
+
+/* The user message for the model, in the documented text form (docs/ARCHITECTURE.md). Caller frees. */
+char *interaction_describe(const interaction_t *ix);
+
+/* Monotonic clock in nanoseconds. */
+uint64_t interaction_now_ns(void);
+/* Writes the one log line for this interaction to stderr (JSON). */
+void interaction_log(const interaction_t *ix);
+
+#endif
