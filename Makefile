@@ -5,7 +5,7 @@ BUILD      ?= build
 ASAN_BUILD ?= build-asan
 LISTEN     ?= 127.0.0.1:8080
 
-.PHONY: all deps build build-asan run test test-fast bench clean
+.PHONY: all deps build build-asan run test test-fast test-peers bench clean
 
 all: build
 
@@ -30,14 +30,16 @@ run: build
 
 # Every test: unit (cmocka) and integration (pytest, real binaries on loopback), on the
 # normal build and again under ASan/UBSan. Ends with a line "N passed, N failed".
-test: build build-asan
-	@FIGMENT_WITH_BROWSER=1 .ci/install-deps
-	cd tests/npm && npm ci --no-audit --no-fund --loglevel=error
+test: build build-asan test-peers
 	/usr/bin/python3 tests/run_all.py --build $(BUILD) --asan-build $(ASAN_BUILD)
 
 # The same without the sanitizer pass, for a quick loop while developing.
-test-fast: build
+test-fast: build test-peers
 	/usr/bin/python3 tests/run_all.py --build $(BUILD)
+
+# Third-party peers from npm (an OpenAI-compatible mock); the lock file pins them.
+test-peers: deps
+	cd tests/npm && npm ci --no-audit --no-fund --loglevel=error
 
 bench: build
 	/usr/bin/python3 tests/bench/run_bench.py --build $(BUILD)
