@@ -4,13 +4,12 @@
  * md4c renders CommonMark + GFM tables, strikethrough and task lists with raw
  * HTML passed through: the model may write a limited HTML subset, and
  * sanitize_html() (sanitize.c) is what decides what survives. The page title is
- * taken from the sanitized output, re-parsed, so a heading the sanitizer dropped
- * (inside <script>, say) can never name the page. That output is bounded in size
- * and nesting, so gumbo's default allocator and recursive free are fine here.
+ * read from the sanitized output, so a heading the sanitizer dropped (inside
+ * <script>, say) can never name the page; that output is canonical, so a linear
+ * scan finds it without a second parse.
  */
 #include "render.h"
 
-#include <gumbo.h>
 #include <md4c-html.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -18,19 +17,56 @@
 
 #define RENDER_MAX_INPUT (512u * 1024) /* Markdown bytes accepted */
 #define RENDER_MAX_TITLE 200           /* title bytes, cut at a UTF-8 boundary */
-#define RENDER_MAX_DEPTH 1024          /* recursion bound for the title search */
 
 static void md_out(const MD_CHAR *text, MD_SIZE size, void *ud)
 {
     fig_buf_append(ud, text, size);
 }
 
+/* Length of the valid UTF-8 sequence at s (n bytes left), or 0. */
+static size_t utf8_len(const unsigned char *s, size_t n)
+{
+    size_t len = s[0] < 0x80 ? 1 : s[0] >= 0xC2 && s[0] <= 0xDF ? 2 : s[0] >= 0xE0 && s[0] <= 0xEF ? 3
+                                 : s[0] >= 0xF0 && s[0] <= 0xF4 ? 4 : 0;
+    if (len == 0 || len > n)
+        return 0;
+    for (size_t i = 1; i < len; i++)
+        if ((s[i] & 0xC0) != 0x80)
+            return 0;
+    if ((s[0] == 0xE0 && s[1] < 0xA0) || (s[0] == 0xED && s[1] > 0x9F) || (s[0] == 0xF0 && s[1] < 0x90) ||
+        (s[0] == 0xF4 && s[1] > 0x8F))
+        return 0; /* overlong, surrogate, or past U+10FFFF */
+    return len;
+}
+
+/* md4c 0.4.8 reads past the end of a truncated UTF-8 sequence at the end of its
+ * input, so it only ever sees valid UTF-8 (invalid bytes become U+FFFD). */
+static void utf8_clean(fig_buf_t *b, const char *s, size_t n)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    fig_buf_reserve(b, n);
+    for (size_t i = 0; i < n;) {
+        size_t l = utf8_len(u + i, n - i);
+        if (l == 0) {
+            fig_buf_append(b, "\xEF\xBF\xBD", 3);
+            i++;
+        } else {
+            fig_buf_append(b, s + i, l);
+            i += l;
+        }
+    }
+    fig_buf_append(b, "", 0);
+}
+
 char *render_markdown(const char *md, size_t len, size_t *out_len)
 {
-    fig_buf_t out = FIG_BUF_INIT;
+    fig_buf_t in = FIG_BUF_INIT, out = FIG_BUF_INIT;
     unsigned flags = MD_FLAG_TABLES | MD_FLAG_STRIKETHROUGH | MD_FLAG_TASKLISTS | MD_FLAG_PERMISSIVEAUTOLINKS;
-    if (len > (MD_SIZE)-1 || md_html(md != NULL ? md : "", (MD_SIZE)len, md_out, &out, flags,
-                                     MD_HTML_FLAG_SKIP_UTF8_BOM) != 0) {
+    utf8_clean(&in, md != NULL ? md : "", md != NULL ? len : 0);
+    int rc = in.len > (MD_SIZE)-1 ? -1 : md_html(in.data, (MD_SIZE)in.len, md_out, &out, flags,
+                                                  MD_HTML_FLAG_SKIP_UTF8_BOM);
+    fig_buf_free(&in);
+    if (rc != 0) {
         fig_buf_free(&out);
         return NULL;
     }
@@ -39,55 +75,70 @@ char *render_markdown(const char *md, size_t len, size_t *out_len)
     return fig_buf_steal(&out);
 }
 
-static bool is_heading(const GumboNode *n)
+/* "<hN>" or "<hN attrs>" at p: returns N, else 0. */
+static char heading_at(const char *p)
 {
-    if (n->type != GUMBO_NODE_ELEMENT)
-        return false;
-    GumboTag t = n->v.element.tag;
-    return t == GUMBO_TAG_H1 || t == GUMBO_TAG_H2 || t == GUMBO_TAG_H3 || t == GUMBO_TAG_H4 ||
-           t == GUMBO_TAG_H5 || t == GUMBO_TAG_H6;
+    return p[1] == 'h' && p[2] >= '1' && p[2] <= '6' && (p[3] == '>' || p[3] == ' ') ? p[2] : 0;
 }
 
-/* Appends the text under n with ASCII whitespace runs collapsed to one space.
- * Recursion is bounded: the sanitizer capped the nesting of what we parse. */
-static void collect_text(fig_buf_t *b, const GumboNode *n, int depth)
+/* Appends the text of the heading starting at *pp, whitespace collapsed; moves *pp past it. */
+static void heading_text(fig_buf_t *t, const char **pp)
 {
-    if (n->type == GUMBO_NODE_TEXT || n->type == GUMBO_NODE_WHITESPACE) {
-        for (const char *p = n->v.text.text; *p; p++) {
-            if (strchr(" \t\n\r\f", *p) == NULL)
-                fig_buf_append(b, p, 1);
-            else if (b->len > 0 && b->data[b->len - 1] != ' ')
-                fig_buf_append(b, " ", 1);
+    static const struct { const char *ent; char c; } ents[] = {
+        {"&amp;", '&'}, {"&lt;", '<'}, {"&gt;", '>'}, {"&quot;", '"'}, {"&#39;", '\''}, {"&#13;", '\r'},
+    };
+    const char *p = *pp;
+    char level = heading_at(p);
+    int depth = 0;
+    while (*p != '\0') {
+        if (*p == '<') {
+            const char *end = strchr(p, '>');
+            if (end == NULL)
+                break;
+            if (heading_at(p) == level)
+                depth++;
+            else if (p[1] == '/' && p[2] == 'h' && p[3] == level && p[4] == '>' && --depth == 0)
+                p = end; /* done */
+            p = end + 1;
+            if (depth == 0)
+                break;
+            continue;
         }
-    } else if (n->type == GUMBO_NODE_ELEMENT && depth < RENDER_MAX_DEPTH) {
-        for (unsigned i = 0; i < n->v.element.children.length; i++)
-            collect_text(b, n->v.element.children.data[i], depth + 1);
+        char c = *p;
+        size_t n = 1;
+        for (size_t i = 0; c == '&' && i < sizeof(ents) / sizeof(ents[0]); i++)
+            if (strncmp(p, ents[i].ent, strlen(ents[i].ent)) == 0) {
+                c = ents[i].c;
+                n = strlen(ents[i].ent);
+            }
+        if (strchr(" \t\n\r\f", c) == NULL)
+            fig_buf_append(t, &c, 1);
+        else if (t->len > 0 && t->data[t->len - 1] != ' ')
+            fig_buf_append(t, " ", 1);
+        p += n;
     }
+    *pp = p;
 }
 
-/* Fills t with the text of the first h1..h6 under n that has any. */
-static void find_heading(fig_buf_t *t, const GumboNode *n, int depth)
-{
-    if (n->type != GUMBO_NODE_ELEMENT || depth >= RENDER_MAX_DEPTH)
-        return;
-    if (is_heading(n)) {
-        collect_text(t, n, depth);
-        while (t->len > 0 && t->data[t->len - 1] == ' ')
-            t->len--;
-        return;
-    }
-    for (unsigned i = 0; i < n->v.element.children.length && t->len == 0; i++)
-        find_heading(t, n->v.element.children.data[i], depth + 1);
-}
-
-static char *find_title(const char *html, size_t len)
+/*
+ * The first h1..h6 with any text, from the sanitizer's output. That output is
+ * canonical, so a scan is exact: '<' only ever starts a tag the sanitizer wrote,
+ * '>' never occurs inside one (values are escaped), and text uses only the
+ * references decoded above.
+ */
+static char *find_title(const char *html)
 {
     fig_buf_t t = FIG_BUF_INIT;
-    GumboOutput *g = gumbo_parse_with_options(&kGumboDefaultOptions, html, len);
-    if (g == NULL)
-        return NULL;
-    find_heading(&t, g->root, 0);
-    gumbo_destroy_output(&kGumboDefaultOptions, g);
+    const char *p = html;
+    while (t.len == 0 && (p = strchr(p, '<')) != NULL) {
+        if (heading_at(p) == 0) {
+            p++;
+            continue;
+        }
+        heading_text(&t, &p);
+        while (t.len > 0 && t.data[t.len - 1] == ' ')
+            t.len--;
+    }
     if (t.len == 0) {
         fig_buf_free(&t);
         return NULL;
@@ -119,7 +170,7 @@ int render_page(const char *md, size_t len, const sanitize_opts_t *opts, render_
     }
     out->html = sanitize_html(html, html_len, opts, &out->html_len);
     free(html);
-    out->title = find_title(out->html, out->html_len);
+    out->title = find_title(out->html);
     return 0;
 }
 

@@ -7,14 +7,16 @@
  *   and attribute names from our own tables are ever written, every text node and
  *   attribute value is escaped, and every open tag is closed, so what we emit is
  *   well-formed and a browser's parse of it contains nothing we did not choose.
- * - Debian's gumbo 0.10.1 has no trustworthy fragment parser, so the input is
- *   parsed as a document behind the prefix "<!doctype html><body>": standards mode
+ * - We do not rely on gumbo 0.10.1's young fragment mode: the input is parsed
+ *   as a document behind the prefix "<!doctype html><body>": standards mode
  *   (like figment's layout), nothing lands in <head>, and the explicit <body> turns
  *   the frameset-ok flag off so a stray <frameset> cannot discard the body.
  * - gumbo frees its tree recursively (deep nesting would blow the stack), so it
  *   allocates from an arena that we drop in one go instead of calling
- *   gumbo_destroy_output(). Our own walk is iterative with a heap stack; elements
- *   nested deeper than SANITIZE_MAX_DEPTH are unwrapped (their text survives).
+ *   gumbo_destroy_output(). The arena also bounds gumbo's memory and time (see
+ *   parse_bounded()): past them the input is replaced by a short notice. Our own
+ *   walk is iterative with a heap stack; elements nested deeper than
+ *   SANITIZE_MAX_DEPTH are unwrapped (their text survives).
  * - Elements are kept, unwrapped (unknown tags: children kept), or dropped with
  *   their content (script, style, embedding, foreign content). Anything not in the
  *   HTML namespace is dropped.
@@ -27,44 +29,74 @@
 #include "render.h"
 
 #include <gumbo.h>
+#include <setjmp.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #define SANITIZE_MAX_INPUT (1u << 20) /* bytes parsed; a longer input is cut */
 #define SANITIZE_MAX_DEPTH 256        /* deepest element nesting we emit */
+#define SANITIZE_MEM_BASE (32u << 20) /* parse memory budget: base ... */
+#define SANITIZE_MEM_PER_BYTE 64       /* ... plus this much per input byte */
+#define SANITIZE_MAX_MS 1000           /* parse time budget */
 #define ARENA_CHUNK (64u * 1024)
 
-/* ---- arena for gumbo ---------------------------------------------------- */
+/* ---- bounded parsing ------------------------------------------------------ */
 
+/*
+ * gumbo allocates from this arena; the whole arena is freed at once. The
+ * allocator also enforces the parse budget: some inputs make gumbo's work grow
+ * with the square of their size (deep nesting, tags with thousands of
+ * attributes, formatting elements reopened in every paragraph), so past a memory
+ * or time limit it longjmp()s out of gumbo. That is safe: gumbo keeps no global
+ * state and everything it allocated lives in the arena.
+ */
 typedef struct arena_chunk {
     struct arena_chunk *next;
     size_t used, cap;
     _Alignas(16) unsigned char data[];
 } arena_chunk_t;
 
+typedef struct {
+    arena_chunk_t *head;
+    size_t total, budget; /* bytes */
+    unsigned calls;
+    struct timespec deadline;
+    jmp_buf bail;
+} arena_t;
+
+static bool past(const struct timespec *t)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return now.tv_sec > t->tv_sec || (now.tv_sec == t->tv_sec && now.tv_nsec > t->tv_nsec);
+}
+
 static void *arena_alloc(void *ud, size_t n)
 {
-    arena_chunk_t **head = ud;
+    arena_t *a = ud;
     n = (n + 15) & ~(size_t)15;
-    arena_chunk_t *c = *head;
+    if ((a->total += n) > a->budget || (++a->calls % 512 == 0 && past(&a->deadline)))
+        longjmp(a->bail, 1);
+    arena_chunk_t *c = a->head;
     if (c == NULL || c->cap - c->used < n) {
         size_t cap = n > ARENA_CHUNK / 4 ? n : ARENA_CHUNK;
         c = fig_malloc(sizeof(*c) + cap);
         c->used = 0;
         c->cap = cap;
-        if (*head != NULL && cap != ARENA_CHUNK) {
-            /* keep filling the current chunk; slot the big one in behind it */
-            c->next = (*head)->next;
-            (*head)->next = c;
+        if (a->head != NULL && cap != ARENA_CHUNK) {
+            /* a big block: keep filling the current chunk */
+            c->next = a->head->next;
+            a->head->next = c;
             c->used = n;
             return c->data;
         }
-        c->next = *head;
-        *head = c;
+        c->next = a->head;
+        a->head = c;
     }
     void *p = c->data + c->used;
     c->used += n;
@@ -77,13 +109,34 @@ static void arena_dealloc(void *ud, void *p)
     (void)p; /* released with the whole arena */
 }
 
-static void arena_free(arena_chunk_t *c)
+static void arena_free(arena_t *a)
 {
-    while (c != NULL) {
-        arena_chunk_t *next = c->next;
+    for (arena_chunk_t *c = a->head, *next; c != NULL; c = next) {
+        next = c->next;
         free(c);
-        c = next;
     }
+    a->head = NULL;
+}
+
+/* NULL when the budget ran out. The tree lives until arena_free(). */
+static GumboOutput *parse_bounded(arena_t *a, const char *html, size_t len)
+{
+    GumboOptions go = kGumboDefaultOptions;
+    go.allocator = arena_alloc;
+    go.deallocator = arena_dealloc;
+    go.userdata = a;
+    go.max_errors = 0; /* never read */
+    a->budget = SANITIZE_MEM_BASE + SANITIZE_MEM_PER_BYTE * len;
+    clock_gettime(CLOCK_MONOTONIC, &a->deadline);
+    a->deadline.tv_sec += SANITIZE_MAX_MS / 1000;
+    a->deadline.tv_nsec += (SANITIZE_MAX_MS % 1000) * 1000000L;
+    if (a->deadline.tv_nsec >= 1000000000L) {
+        a->deadline.tv_sec++;
+        a->deadline.tv_nsec -= 1000000000L;
+    }
+    if (setjmp(a->bail) != 0)
+        return NULL;
+    return gumbo_parse_with_options(&go, html, len);
 }
 
 /* ---- URLs ----------------------------------------------------------------- */
@@ -276,11 +329,13 @@ static const attr_rule_t attrs_textarea[] = {
 static const attr_rule_t attrs_fieldset[] = {{"disabled", AT_BOOL, 0, 0, NULL}, A_END};
 static const attr_rule_t attrs_label[] = {{"for", AT_TEXT, 0, 0, NULL}, A_END};
 static const attr_rule_t attrs_td[] = {
+    {"align", AT_ENUM, 0, 0, "left|center|right"}, /* md4c writes it for GFM tables */
     {"colspan", AT_INT, 1, 100, NULL},
     {"rowspan", AT_INT, 1, 100, NULL},
     A_END,
 };
 static const attr_rule_t attrs_th[] = {
+    {"align", AT_ENUM, 0, 0, "left|center|right"},
     {"colspan", AT_INT, 1, 100, NULL},
     {"rowspan", AT_INT, 1, 100, NULL},
     {"scope", AT_ENUM, 0, 0, "row|col|rowgroup|colgroup"},
@@ -393,6 +448,59 @@ static const attr_rule_t *find_rule(const attr_rule_t *list, const char *name)
     return NULL;
 }
 
+/* ---- output -------------------------------------------------------------- */
+
+/* Code points HTML parsers turn into U+FFFD (as gumbo's utf8.c does). */
+static bool invalid_code_point(uint32_t c)
+{
+    return (c >= 0x1 && c <= 0x8) || c == 0xB || (c >= 0xE && c <= 0x1F) || (c >= 0x7F && c <= 0x9F) ||
+           (c >= 0xFDD0 && c <= 0xFDEF) || (c & 0xFFFF) == 0xFFFE || (c & 0xFFFF) == 0xFFFF;
+}
+
+/* Decodes the UTF-8 sequence at u (n > 0 bytes left) into *c; 0 if invalid. */
+static size_t utf8_decode(const unsigned char *u, size_t n, uint32_t *c)
+{
+    size_t len = u[0] < 0x80 ? 1 : u[0] >= 0xC2 && u[0] <= 0xDF ? 2 : u[0] >= 0xE0 && u[0] <= 0xEF ? 3
+                                 : u[0] >= 0xF0 && u[0] <= 0xF4 ? 4 : 0;
+    if (len == 0 || len > n)
+        return 0;
+    uint32_t v = len == 1 ? u[0] : u[0] & (0x7Fu >> len);
+    for (size_t k = 1; k < len; k++) {
+        if ((u[k] & 0xC0) != 0x80)
+            return 0;
+        v = (v << 6) | (u[k] & 0x3F);
+    }
+    static const uint32_t min[5] = {0, 0, 0x80, 0x800, 0x10000};
+    if (v < min[len] || v > 0x10FFFF || (v >= 0xD800 && v <= 0xDFFF))
+        return 0;
+    *c = v;
+    return len;
+}
+
+/*
+ * HTML-escapes text from gumbo. Character references may have decoded to control
+ * characters, noncharacters or (gumbo bug: huge numeric references) bytes that
+ * are not UTF-8; all become U+FFFD, which is also what a parser makes of them
+ * raw, so the output is valid UTF-8 and sanitizing it again is stable.
+ */
+static void append_escaped(fig_buf_t *o, const char *s, size_t n)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    size_t run = 0;
+    for (size_t i = 0; i < n;) {
+        uint32_t c = 0;
+        size_t len = utf8_decode(u + i, n - i, &c);
+        if (len == 0 || invalid_code_point(c) || c == '\r') {
+            fig_buf_append_html(o, s + run, i - run);
+            fig_buf_append_str(o, c == '\r' ? "&#13;" : "\xEF\xBF\xBD"); /* a raw CR would read as LF */
+            len = len ? len : 1;
+            run = i + len;
+        }
+        i += len;
+    }
+    fig_buf_append_html(o, s + run, n - run);
+}
+
 /* ---- the walk ------------------------------------------------------------- */
 
 typedef struct {
@@ -469,7 +577,7 @@ static bool emit_attr(walk_t *w, const attr_rule_t *r, const char *v)
         break;
     }
     fig_buf_appendf(o, " %s=\"", r->name);
-    fig_buf_append_html(o, val, len);
+    append_escaped(o, val, len);
     fig_buf_append(o, "\"", 1);
     return absolute;
 }
@@ -515,7 +623,7 @@ static void visit(walk_t *w, const GumboNode *n)
     case GUMBO_NODE_TEXT:
     case GUMBO_NODE_WHITESPACE:
     case GUMBO_NODE_CDATA:
-        fig_buf_append_html(w->out, n->v.text.text, strlen(n->v.text.text));
+        append_escaped(w->out, n->v.text.text, strlen(n->v.text.text));
         return;
     case GUMBO_NODE_ELEMENT:
         break;
@@ -608,22 +716,19 @@ char *sanitize_html(const char *html, size_t len, const sanitize_opts_t *opts, s
     fig_buf_append(&in, prefix, sizeof(prefix) - 1);
     fig_buf_append(&in, html != NULL ? html : "", html != NULL ? len : 0);
 
-    arena_chunk_t *arena = NULL;
-    GumboOptions go = kGumboDefaultOptions;
-    go.allocator = arena_alloc;
-    go.deallocator = arena_dealloc;
-    go.userdata = &arena;
-    go.max_errors = 0; /* we never read them */
-    GumboOutput *g = gumbo_parse_with_options(&go, in.data, in.len);
-
+    arena_t arena = {0};
+    GumboOutput *g = parse_bounded(&arena, in.data, in.len);
     const GumboNode *body = g != NULL ? find_body(g) : NULL;
-    if (body != NULL) {
+    if (g == NULL) {
+        fig_buf_append_str(&out, "<p class=\"muted\">(This part of the page is too large or too deeply nested to "
+                                 "display.)</p>");
+    } else if (body != NULL) {
         walk_t w = {.out = &out, .opts = opts};
         walk(&w, body);
         free(w.stack);
         fig_buf_free(&w.url);
     }
-    arena_free(arena); /* instead of gumbo_destroy_output(), which recurses */
+    arena_free(&arena); /* instead of gumbo_destroy_output(), which recurses */
     fig_buf_free(&in);
     if (out_len != NULL)
         *out_len = out.len;
