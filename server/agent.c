@@ -10,13 +10,48 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "../tools/tools.h"
-#include "llm_call.h"
+#include "llm_router.h"
 #include "render.h"
 
 static void ask_model(interaction_t *ix);
 static void run_next_tool(interaction_t *ix);
+
+/* After the response: what the interaction cost (budgets read it back at start) and,
+ * for a good GET page, the page itself (served marked stale if the model later fails). */
+static void record_run(worker_job_t *job, worker_thread_t *wt)
+{
+    interaction_t *ix = H2O_STRUCT_FROM_MEMBER(interaction_t, job, job);
+    fig_err_t err;
+    fig_err_clear(&err);
+    session_store_t *st = worker_session_store(wt, &err);
+    if (st == NULL)
+        return;
+    if (ix->rec.attempts > 0) {
+        session_usage_t u = {
+            .session_id = ix->session.id,
+            .app = ix->rt->app->name,
+            .model = ix->rec.model,
+            .outcome = ix->rec.outcome,
+            .prompt_tokens = ix->rec.usage.prompt_tokens,
+            .cached_tokens = ix->rec.usage.cached_tokens,
+            .cache_write_tokens = ix->rec.usage.cache_write_tokens,
+            .completion_tokens = ix->rec.usage.completion_tokens,
+            .cost_usd = ix->rec.cost_usd,
+            .route = ix->rec.route,
+        };
+        session_record_usage(st, &u, &err);
+    }
+    if (ix->rec.status == 200 && !ix->rec.stale && ix->page_html != NULL && strcmp(ix->method, "GET") == 0)
+        session_page_save(st, ix->session.id, ix->rt->app->name, ix->url, ix->page_title, ix->page_html, &err);
+}
+
+static void record_done(worker_job_t *job)
+{
+    interaction_unref(H2O_STRUCT_FROM_MEMBER(interaction_t, job, job));
+}
 
 static void finish(interaction_t *ix, int status, const char *outcome)
 {
@@ -26,6 +61,13 @@ static void finish(interaction_t *ix, int status, const char *outcome)
     if (!ix->env->quiet)
         interaction_log(ix);
     ix->env->respond(ix, status);
+    if (ix->rec.attempts > 0 || (status == 200 && ix->page_html != NULL)) {
+        ix->job.run = record_run;
+        ix->job.done = record_done;
+        ix->job.receiver = ix->env->receiver;
+        interaction_ref(ix);
+        worker_submit(ix->env->workers, &ix->job);
+    }
 }
 
 static void fail(interaction_t *ix, int status, const char *outcome, const char *heading, const char *message)
@@ -36,12 +78,72 @@ static void fail(interaction_t *ix, int status, const char *outcome, const char 
     finish(ix, status, outcome);
 }
 
-static void fail_upstream(interaction_t *ix, const fig_err_t *err)
+static void fail_upstream_now(interaction_t *ix, const fig_err_t *err)
 {
     if (err->code == FIG_E_UPSTREAM_TIMEOUT)
         fail(ix, 504, "upstream_timeout", "The model took too long", err->msg);
     else
         fail(ix, 502, "upstream", "The model could not produce this page", err->msg);
+}
+
+/* Every model failed: a GET may still get the last good rendering of the same page
+ * in this session, marked stale. */
+static void stale_run(worker_job_t *job, worker_thread_t *wt)
+{
+    interaction_t *ix = H2O_STRUCT_FROM_MEMBER(interaction_t, job, job);
+    session_store_t *st = worker_session_store(wt, &ix->job_err);
+    char *title = NULL, *html = NULL;
+    int64_t saved_at = 0;
+    if (st == NULL || session_page_load(st, ix->session.id, ix->rt->app->name, ix->url, &title, &html, &saved_at,
+                                        &ix->job_err) != 1)
+        return;
+    time_t t = (time_t)saved_at;
+    struct tm tm;
+    char when[64];
+    gmtime_r(&t, &tm);
+    strftime(when, sizeof(when), "%Y-%m-%d %H:%M UTC", &tm);
+    fig_buf_t body = FIG_BUF_INIT;
+    fig_buf_append_str(&body, "<p class=\"stale notice\">This page could not be refreshed: the model is unavailable. "
+                              "You are seeing the version from ");
+    fig_buf_append_str(&body, when);
+    fig_buf_append_str(&body, ". <a href=\"");
+    fig_buf_append_html(&body, ix->url, strlen(ix->url));
+    fig_buf_append_str(&body, "\">Try again</a></p>\n");
+    fig_buf_append_str(&body, html);
+    layout_opts_t lo = {ix->rt->app->name, ix->rt->app->title, title};
+    fig_buf_reset(&ix->page);
+    layout_page(&ix->page, &lo, body.data, body.len);
+    fig_buf_free(&body);
+    ix->rec.stale = 1;
+    free(title);
+    free(html);
+}
+
+static void stale_done(worker_job_t *job)
+{
+    interaction_t *ix = H2O_STRUCT_FROM_MEMBER(interaction_t, job, job);
+    if (ix->req != NULL) {
+        if (ix->rec.stale)
+            finish(ix, 200, "stale");
+        else
+            fail_upstream_now(ix, &ix->fail_err);
+    }
+    interaction_unref(ix);
+}
+
+static void fail_upstream(interaction_t *ix, const fig_err_t *err)
+{
+    if (strcmp(ix->method, "GET") != 0) {
+        fail_upstream_now(ix, err);
+        return;
+    }
+    ix->fail_err = *err;
+    fig_err_clear(&ix->job_err);
+    ix->job.run = stale_run;
+    ix->job.done = stale_done;
+    ix->job.receiver = ix->env->receiver;
+    interaction_ref(ix);
+    worker_submit(ix->env->workers, &ix->job);
 }
 
 static long time_left_ms(const interaction_t *ix)
@@ -61,7 +163,13 @@ static void load_session_run(worker_job_t *job, worker_thread_t *wt)
         return;
     char id[SESSION_ID_LEN + 1]; /* session_load() clears its output, which holds the id */
     memcpy(id, ix->session.id, sizeof(id));
-    session_load(st, id, ix->rt->app->name, ix->rt->app->limits.history_items, &ix->session, &ix->job_err);
+    if (session_load(st, id, ix->rt->app->name, ix->rt->app->limits.history_items, &ix->session, &ix->job_err) != 0)
+        return;
+    if (!budget_knows_session(ix->env->budget, id)) {
+        double spent = session_spent_usd(st, id, &ix->job_err);
+        if (spent >= 0)
+            budget_seed_session(ix->env->budget, id, spent);
+    }
 }
 
 static void load_session_done(worker_job_t *job)
@@ -72,6 +180,12 @@ static void load_session_done(worker_job_t *job)
     ix->rec.session_loaded_ns = interaction_now_ns();
     if (ix->job_err.code != FIG_OK) {
         fail(ix, 500, "session_store", "figment could not load your session", ix->job_err.msg);
+        goto Exit;
+    }
+    fig_err_t berr;
+    fig_err_clear(&berr);
+    if (budget_check(ix->env->budget, ix->session.id, ix->rt->app->name, time(NULL), &berr) != 0) {
+        fail(ix, 402, "budget", "The spending limit is reached", berr.msg);
         goto Exit;
     }
     char *text = interaction_describe(ix);
@@ -85,6 +199,7 @@ Exit:
 
 void agent_start(interaction_t *ix)
 {
+    agent_choose_models(ix);
     fig_err_clear(&ix->job_err);
     ix->job.run = load_session_run;
     ix->job.done = load_session_done;
@@ -97,17 +212,30 @@ void agent_start(interaction_t *ix)
 
 static void save_and_respond(interaction_t *ix);
 
-static void on_model_answer(void *ctx, const fig_err_t *err, const llm_call_timings_t *t)
+static void on_model_answer(void *ctx, const fig_err_t *err, const llm_route_report_t *rep)
 {
     interaction_t *ix = ctx;
     ix->llm = NULL;
     ix->rec.llm_calls++;
-    ix->rec.llm_ms += t->total_ms;
+    ix->rec.attempts += rep->attempts;
+    ix->rec.retries += rep->retries;
+    ix->rec.fallbacks += rep->fallbacks;
+    ix->rec.hedges += rep->hedges;
     if (ix->rec.llm_calls == 1)
-        ix->rec.first_ttft_ms = t->first_byte_ms;
-    ix->rec.usage.prompt_tokens += ix->result.usage.prompt_tokens;
-    ix->rec.usage.cached_tokens += ix->result.usage.cached_tokens;
-    ix->rec.usage.completion_tokens += ix->result.usage.completion_tokens;
+        ix->rec.first_ttft_ms = rep->ttft_ms;
+    ix->rec.usage.prompt_tokens += rep->usage.prompt_tokens;
+    ix->rec.usage.cached_tokens += rep->usage.cached_tokens;
+    ix->rec.usage.cache_write_tokens += rep->usage.cache_write_tokens;
+    ix->rec.usage.completion_tokens += rep->usage.completion_tokens;
+    ix->rec.cost_usd += rep->cost_usd;
+    budget_add(ix->env->budget, ix->session.id, ix->rt->app->name, rep->cost_usd, time(NULL));
+    if (rep->model.provider != NULL)
+        snprintf(ix->rec.model, sizeof(ix->rec.model), "%s/%s", rep->model.provider->name, rep->model.model->name);
+    size_t used = strlen(ix->rec.route);
+    if (used + 4 < sizeof(ix->rec.route)) /* each model call's decisions, " | " between calls */
+        snprintf(ix->rec.route + used, sizeof(ix->rec.route) - used, "%s%.*s", used ? " | " : "",
+                 (int)(sizeof(ix->rec.route) - used - 4), rep->decision);
+    ix->rec.llm_ms += (double)(interaction_now_ns() - ix->step_start_ns) / 1e6;
     if (err != NULL) {
         fail_upstream(ix, err);
         return;
@@ -151,34 +279,40 @@ static void ask_model(interaction_t *ix)
     llm_result_free(&ix->result);
     llm_result_init(&ix->result);
     const app_t *app = ix->rt->app;
-    llm_request_t req = {
-        .model = app->model ? app->model : ix->env->default_model,
+    llm_route_request_t req = {
+        .chain = ix->chain->models,
+        .n_chain = ix->chain->n,
         .system = ix->rt->system_prompt,
         .tools = ix->rt->tools,
         .messages = ix->messages,
         .max_tokens = app->limits.max_output_tokens,
-        .stream = 1,
+        .deadline_ms = h2o_now(ix->env->router.loop) + (uint64_t)left,
     };
-    llm_call_opts_t opts = {
-        .provider = ix->env->provider,
-        .endpoint = &ix->env->endpoint,
-        .request = &req,
-        .result = &ix->result,
-        .connect_timeout_ms = ix->env->connect_timeout_ms < left ? ix->env->connect_timeout_ms : left,
-        .total_timeout_ms = left,
-    };
-    fig_err_t err;
-    fig_err_clear(&err);
-    ix->llm = llm_call_start(ix->env->http, &opts, on_model_answer, ix, &err);
-    if (ix->llm == NULL)
-        fail_upstream(ix, &err);
+    ix->step_start_ns = interaction_now_ns();
+    /* on_model_answer may run before this returns, when nothing could be started */
+    ix->llm = llm_route_start(&ix->env->router, &req, &ix->result, on_model_answer, ix);
+}
+
+void agent_choose_models(interaction_t *ix)
+{
+    const app_t *app = ix->rt->app;
+    const app_route_t *route = app_route_match(app, ix->method, ix->path);
+    ix->chain = &ix->rt->chain;
+    ix->rec.route_rule = "default";
+    if (route != NULL) {
+        static const char *names[] = {"routing[0]", "routing[1]", "routing[2]", "routing[3]", "routing[4]",
+                                      "routing[5]", "routing[6]", "routing[7]"};
+        size_t i = (size_t)(route - app->routes);
+        ix->chain = &ix->rt->route_chains[i];
+        ix->rec.route_rule = i < 8 ? names[i] : "routing[8+]";
+    }
 }
 
 void agent_abandon(interaction_t *ix)
 {
     ix->req = NULL;
     if (ix->llm != NULL) {
-        llm_call_cancel(ix->llm);
+        llm_route_cancel(ix->llm);
         ix->llm = NULL;
     }
 }
@@ -323,6 +457,7 @@ static void save_and_respond(interaction_t *ix)
         return;
     }
     ix->page_title = page.title ? fig_strdup(page.title) : NULL;
+    ix->page_html = fig_strndup(page.html, page.html_len);
     layout_opts_t lo = {ix->rt->app->name, ix->rt->app->title, page.title};
     fig_buf_reset(&ix->page);
     layout_page(&ix->page, &lo, page.html, page.html_len);

@@ -15,19 +15,20 @@
 #ifndef FIG_AGENT_H
 #define FIG_AGENT_H
 
+#include "budget.h"
 #include "http_client.h"
 #include "interaction.h"
 #include "llm.h"
+#include "llm_router.h"
+#include "ratelimit.h"
 #include "worker.h"
 
 typedef struct agent_env {
-    http_client_t *http;
     worker_pool_t *workers;
     h2o_multithread_receiver_t *receiver;
-    const llm_provider_t *provider;
-    llm_endpoint_t endpoint;
-    const char *default_model;
-    long connect_timeout_ms;
+    llm_router_env_t router;          /* this thread's HTTP client and timers, shared breakers */
+    budget_t *budget;                 /* shared, thread-safe */
+    concurrency_cap_t *upstream_cap;  /* shared, thread-safe */
     int quiet;
     /* Sends the response for ix (status, ix->page, cookie) if the client is still there. */
     void (*respond)(interaction_t *ix, int status);
@@ -35,6 +36,9 @@ typedef struct agent_env {
 
 /* Takes over ix (the caller's reference belongs to the request). */
 void agent_start(interaction_t *ix);
+/* The model chain for an interaction: the first app.json routing rule that matches,
+ * else the app's chain. Sets ix->chain and ix->rec.route_rule. */
+void agent_choose_models(interaction_t *ix);
 /* The client went away: cancel the model call in flight. */
 void agent_abandon(interaction_t *ix);
 

@@ -14,6 +14,10 @@
  *   transaction, switched to WAL, closed (which checkpoints the WAL away), then
  *   link()ed into place; a crash mid-seed leaves only a temp file, never a
  *   half-seeded database, and an existing database is never reseeded.
+ * - "models" and "routing" are checked for syntax only ("provider/model"); whether
+ *   the providers and models exist is decided by the server against figment.json.
+ *   Route regexes are compiled once here (POSIX ERE, no submatches) and shared
+ *   read-only by all threads; glibc's regexec is safe for that.
  * - The schema text is the CREATE statements ordered by name, each followed by
  *   ";\n": deterministic, so the system prompt stays byte-stable for caching.
  */
@@ -23,6 +27,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <regex.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +43,10 @@
 #define APP_MAX_SEED_BYTES (64 * 1024 * 1024)
 #define APP_MAX_NAME 32
 #define APP_MAX_MODEL 200
+#define APP_MAX_CHAIN 8       /* models in a fallback chain */
+#define APP_MAX_ROUTES 32
+#define APP_MAX_ROUTE_REGEX 500
+#define APP_MAX_PROVIDER 32
 
 /* ---- small helpers ---- */
 
@@ -201,7 +210,9 @@ static const app_limit_spec_t app_limit_specs[] = {
 };
 #define APP_N_LIMITS (sizeof(app_limit_specs) / sizeof(app_limit_specs[0]))
 
-static const char *const app_top_keys[] = {"title", "description", "model", "tools", "limits", NULL};
+static const char *const app_top_keys[] = {"title", "description", "model", "models", "routing", "tools", "limits",
+                                           NULL};
+static const char *const app_route_keys[] = {"method", "path", "models", NULL};
 static const char *const app_tools_keys[] = {"sql", "set_state", NULL};
 static const char *const app_sql_keys[] = {"access", NULL};
 
@@ -347,6 +358,180 @@ static int app_parse_limits(const json_t *limits, const char *path, app_limits_t
     return 0;
 }
 
+/* ---- models and routing ---- */
+
+static void app_models_free(char **models, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(models[i]);
+    free(models);
+}
+
+static void app_routes_free(app_route_t *routes, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(routes[i].method);
+        free(routes[i].path);
+        if (routes[i].path_re != NULL) {
+            regfree(routes[i].path_re);
+            free(routes[i].path_re);
+        }
+        app_models_free(routes[i].models, routes[i].n_models);
+    }
+    free(routes);
+}
+
+/* "provider/model": the provider part like a provider name in figment.json, the
+ * model part 1..APP_MAX_MODEL characters. Whether they exist is the server's check. */
+static int app_valid_model_spec(const char *s)
+{
+    const char *slash = strchr(s, '/');
+    if (slash == NULL || slash == s || (size_t)(slash - s) > APP_MAX_PROVIDER)
+        return 0;
+    for (const char *p = s; p < slash; p++) {
+        char c = *p;
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || (p > s && (c == '_' || c == '-'))))
+            return 0;
+    }
+    size_t n = app_utf8_chars(slash + 1);
+    return n >= 1 && n <= APP_MAX_MODEL && !app_has_control(slash + 1, 0);
+}
+
+/* key names the array in messages ("models", "routing[2].models"). */
+static int app_parse_chain(const json_t *v, const char *path, const char *key, char ***out, size_t *n_out,
+                           fig_err_t *err)
+{
+    if (!json_is_array(v) || json_array_size(v) < 1 || json_array_size(v) > APP_MAX_CHAIN) {
+        if (json_is_array(v))
+            fig_err_set(err, FIG_E_CONFIG, "%s: %s: expected an array of 1 to %d \"provider/model\" strings, got %zu",
+                        path, key, APP_MAX_CHAIN, json_array_size(v));
+        else
+            fig_err_set(err, FIG_E_CONFIG, "%s: %s: expected an array of 1 to %d \"provider/model\" strings, got %s",
+                        path, key, APP_MAX_CHAIN, app_json_type_name(v));
+        return -1;
+    }
+    size_t n = json_array_size(v);
+    char **models = fig_calloc(n, sizeof(*models));
+    for (size_t i = 0; i < n; i++) {
+        json_t *e = json_array_get(v, i);
+        if (!json_is_string(e)) {
+            fig_err_set(err, FIG_E_CONFIG, "%s: %s[%zu]: expected a \"provider/model\" string, got %s", path, key, i,
+                        app_json_type_name(e));
+            app_models_free(models, i);
+            return -1;
+        }
+        if (!app_valid_model_spec(json_string_value(e))) {
+            char pk[96];
+            fig_err_set(err, FIG_E_CONFIG,
+                        "%s: %s[%zu]: expected \"provider/model\" (provider [a-z0-9][a-z0-9_-]{0,31}, model 1 to %d "
+                        "characters), got \"%s\"",
+                        path, key, i, APP_MAX_MODEL, app_key_printable(json_string_value(e), pk, sizeof(pk)));
+            app_models_free(models, i);
+            return -1;
+        }
+        models[i] = fig_strdup(json_string_value(e));
+    }
+    *out = models;
+    *n_out = n;
+    return 0;
+}
+
+static int app_parse_route(const json_t *v, size_t i, const char *path, app_route_t *r, fig_err_t *err)
+{
+    char key[64], prefix[64];
+    snprintf(prefix, sizeof(prefix), "routing[%zu].", i);
+    snprintf(key, sizeof(key), "routing[%zu]", i);
+    if (app_expect_type(v, JSON_OBJECT, "an object", path, key, err) != 0 ||
+        app_check_keys(v, app_route_keys, path, prefix, err) != 0)
+        return -1;
+
+    json_t *method = json_object_get(v, "method");
+    if (method != NULL) {
+        snprintf(key, sizeof(key), "routing[%zu].method", i);
+        if (app_expect_type(method, JSON_STRING, "\"GET\" or \"POST\"", path, key, err) != 0)
+            return -1;
+        const char *m = json_string_value(method);
+        if (strcmp(m, "GET") != 0 && strcmp(m, "POST") != 0) {
+            char pk[64];
+            fig_err_set(err, FIG_E_CONFIG, "%s: %s: expected \"GET\" or \"POST\", got \"%s\"", path, key,
+                        app_key_printable(m, pk, sizeof(pk)));
+            return -1;
+        }
+        r->method = fig_strdup(m);
+    }
+
+    json_t *re = json_object_get(v, "path");
+    if (re != NULL) {
+        snprintf(key, sizeof(key), "routing[%zu].path", i);
+        if (app_expect_type(re, JSON_STRING, "a regular expression string", path, key, err) != 0)
+            return -1;
+        const char *text = json_string_value(re);
+        size_t n = app_utf8_chars(text);
+        if (n < 1 || n > APP_MAX_ROUTE_REGEX || app_has_control(text, 0)) {
+            fig_err_set(err, FIG_E_CONFIG,
+                        "%s: %s: expected a regular expression of 1 to %d characters without control characters", path,
+                        key, APP_MAX_ROUTE_REGEX);
+            return -1;
+        }
+        regex_t *compiled = fig_malloc(sizeof(*compiled));
+        int rc = regcomp(compiled, text, REG_EXTENDED | REG_NOSUB);
+        if (rc != 0) {
+            char msg[128];
+            regerror(rc, compiled, msg, sizeof(msg));
+            fig_err_set(err, FIG_E_CONFIG, "%s: %s: invalid regular expression: %s", path, key, msg);
+            free(compiled);
+            return -1;
+        }
+        r->path = fig_strdup(text);
+        r->path_re = compiled;
+    }
+
+    json_t *models = json_object_get(v, "models");
+    snprintf(key, sizeof(key), "routing[%zu].models", i);
+    if (models == NULL) {
+        fig_err_set(err, FIG_E_CONFIG, "%s: %s: missing (expected an array of 1 to %d \"provider/model\" strings)",
+                    path, key, APP_MAX_CHAIN);
+        return -1;
+    }
+    return app_parse_chain(models, path, key, &r->models, &r->n_models, err);
+}
+
+static int app_parse_routing(const json_t *v, const char *path, app_t *tmp, fig_err_t *err)
+{
+    if (!json_is_array(v) || json_array_size(v) > APP_MAX_ROUTES) {
+        if (json_is_array(v))
+            fig_err_set(err, FIG_E_CONFIG, "%s: routing: at most %d rules, got %zu", path, APP_MAX_ROUTES,
+                        json_array_size(v));
+        else
+            fig_err_set(err, FIG_E_CONFIG, "%s: routing: expected an array of rules, got %s", path,
+                        app_json_type_name(v));
+        return -1;
+    }
+    size_t n = json_array_size(v);
+    tmp->routes = fig_calloc(n ? n : 1, sizeof(*tmp->routes));
+    for (size_t i = 0; i < n; i++) {
+        /* Counted before parsing so a half-parsed rule is freed with the rest. */
+        tmp->n_routes = i + 1;
+        if (app_parse_route(json_array_get(v, i), i, path, &tmp->routes[i], err) != 0)
+            return -1;
+    }
+    tmp->n_routes = n;
+    return 0;
+}
+
+const app_route_t *app_route_match(const app_t *app, const char *method, const char *path)
+{
+    for (size_t i = 0; i < app->n_routes; i++) {
+        const app_route_t *r = &app->routes[i];
+        if (r->method != NULL && (method == NULL || strcmp(r->method, method) != 0))
+            continue;
+        if (r->path_re != NULL && (path == NULL || regexec(r->path_re, path, 0, NULL, 0) != 0))
+            continue;
+        return r;
+    }
+    return NULL;
+}
+
 static void app_limits_default(app_limits_t *l)
 {
     for (size_t i = 0; i < APP_N_LIMITS; i++)
@@ -378,6 +563,18 @@ int app_parse_json(app_t *app, const char *path, const char *text, fig_err_t *er
         app_get_text(root, "model", 0, 1, APP_MAX_MODEL, 0, path, &tmp.model, err) != 0)
         goto fail;
 
+    json_t *models = json_object_get(root, "models");
+    if (models != NULL) {
+        if (tmp.model != NULL) {
+            fig_err_set(err, FIG_E_CONFIG, "%s: models: use one of model or models, not both", path);
+            goto fail;
+        }
+        if (app_parse_chain(models, path, "models", &tmp.models, &tmp.n_models, err) != 0)
+            goto fail;
+    }
+    json_t *routing = json_object_get(root, "routing");
+    if (routing != NULL && app_parse_routing(routing, path, &tmp, err) != 0)
+        goto fail;
     json_t *tools = json_object_get(root, "tools");
     if (tools != NULL && app_parse_tools(tools, path, &tmp, err) != 0)
         goto fail;
@@ -389,9 +586,15 @@ int app_parse_json(app_t *app, const char *path, const char *text, fig_err_t *er
     free(app->title);
     free(app->description);
     free(app->model);
+    app_models_free(app->models, app->n_models);
+    app_routes_free(app->routes, app->n_routes);
     app->title = tmp.title;
     app->description = tmp.description;
     app->model = tmp.model;
+    app->models = tmp.models;
+    app->n_models = tmp.n_models;
+    app->routes = tmp.routes;
+    app->n_routes = tmp.n_routes;
     app->sql = tmp.sql;
     app->tool_set_state = tmp.tool_set_state;
     app->limits = tmp.limits;
@@ -402,6 +605,8 @@ fail:
     free(tmp.title);
     free(tmp.description);
     free(tmp.model);
+    app_models_free(tmp.models, tmp.n_models);
+    app_routes_free(tmp.routes, tmp.n_routes);
     return -1;
 }
 
@@ -473,6 +678,8 @@ void app_free(app_t *app)
     free(app->title);
     free(app->description);
     free(app->model);
+    app_models_free(app->models, app->n_models);
+    app_routes_free(app->routes, app->n_routes);
     free(app->prompt_md);
     free(app->db_path);
     free(app->schema_text);

@@ -28,12 +28,27 @@ typedef struct {
     int history_items;       /* interactions summarised in the prompt, default 5 */
 } app_limits_t;
 
+/* app.json "routing": [{"method": "GET", "path": "^/mail/(message|folder)/", "models": ["p/m", ...]}]
+ * The first rule whose method (absent = any) and path regex (POSIX extended, absent =
+ * any) match picks the fallback chain of models for an interaction. */
+typedef struct {
+    char *method;        /* "GET" or "POST", or NULL for any */
+    char *path;          /* the regex text, or NULL */
+    void *path_re;       /* compiled regex_t (owned), or NULL */
+    char **models;       /* "provider/model" names, at least one */
+    size_t n_models;
+} app_route_t;
+
 typedef struct {
     char *name;          /* folder name: [a-z0-9][a-z0-9_-]{0,31} */
     char *dir;           /* prompts/<name> */
     char *title;         /* app.json "title" (required) */
     char *description;   /* app.json "description" (required) */
-    char *model;         /* app.json "model" (optional; NULL = server default) */
+    char *model;         /* app.json "model" (optional; NULL = server default): a model of the default provider */
+    char **models;       /* app.json "models": the fallback chain ["provider/model", ...] when no route matches */
+    size_t n_models;
+    app_route_t *routes; /* app.json "routing" */
+    size_t n_routes;
     app_sql_access_t sql;/* app.json tools.sql.access: "read" (default if present) */
     int tool_set_state;  /* app.json tools.set_state present */
     app_limits_t limits;
@@ -53,6 +68,8 @@ typedef struct {
 app_t *app_load(const char *prompts_dir, const char *name, const char *var_dir, fig_err_t *err);
 /* Validates an app.json text (exposed for unit tests). path is used in messages. */
 int app_parse_json(app_t *app, const char *path, const char *text, fig_err_t *err);
+/* The route for an interaction, or NULL when none matches (use app->models, then the defaults). */
+const app_route_t *app_route_match(const app_t *app, const char *method, const char *path);
 void app_free(app_t *app);
 
 /* Loads every folder of prompts_dir that has an app.json, sorted by name. Fails on

@@ -56,10 +56,11 @@ static void set_str(char **slot, const char *v)
 void config_usage(const char *argv0)
 {
     fprintf(stderr,
-            "usage: %s [serve] [--listen HOST:PORT] [--threads N] [--workers N]\n"
+            "usage: %s [serve] [--listen HOST:PORT] [--threads N] [--workers N] [--config figment.json]\n"
             "              [--prompts DIR] [--var DIR] [--static DIR] [--port-file FILE] [--quiet]\n"
             "       %s render [FILE]      print the sanitized HTML of a page (Markdown + HTML)\n"
-            "environment: OPENAI_API_KEY, OPENAI_BASE_URL, FIGMENT_MODEL\n",
+            "environment (without figment.json): OPENAI_API_KEY, OPENAI_BASE_URL, FIGMENT_MODEL,\n"
+            "             ANTHROPIC_API_KEY, ANTHROPIC_BASE_URL, FIGMENT_ANTHROPIC_MODEL\n",
             argv0, argv0);
 }
 
@@ -74,7 +75,6 @@ int config_parse(config_t *cfg, int argc, char **argv, fig_err_t *err)
     cfg->prompts_dir = fig_strdup("prompts");
     cfg->var_dir = fig_strdup("var");
     cfg->static_dir = fig_strdup("static");
-    cfg->llm_connect_timeout_ms = 10000;
 
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
@@ -86,7 +86,7 @@ int config_parse(config_t *cfg, int argc, char **argv, fig_err_t *err)
         } else if (v == NULL && (strcmp(a, "--listen") == 0 || strcmp(a, "--threads") == 0 ||
                                  strcmp(a, "--workers") == 0 || strcmp(a, "--prompts") == 0 ||
                                  strcmp(a, "--var") == 0 || strcmp(a, "--static") == 0 ||
-                                 strcmp(a, "--port-file") == 0)) {
+                                 strcmp(a, "--port-file") == 0 || strcmp(a, "--config") == 0)) {
             fig_err_set(err, FIG_E_CONFIG, "%s needs a value", a);
             goto Error;
         } else if (strcmp(a, "--listen") == 0) {
@@ -110,6 +110,8 @@ int config_parse(config_t *cfg, int argc, char **argv, fig_err_t *err)
             set_str(&cfg->static_dir, v);
         } else if (strcmp(a, "--port-file") == 0) {
             set_str(&cfg->port_file, v);
+        } else if (strcmp(a, "--config") == 0) {
+            set_str(&cfg->config_path, v);
         } else {
             fig_err_set(err, FIG_E_CONFIG, "unknown option '%s' (see figment --help)", a);
             goto Error;
@@ -117,21 +119,8 @@ int config_parse(config_t *cfg, int argc, char **argv, fig_err_t *err)
         i += takes_value;
     }
 
-    const char *key = getenv("OPENAI_API_KEY");
-    const char *base = getenv("OPENAI_BASE_URL");
-    const char *model = getenv("FIGMENT_MODEL");
-    if (key != NULL && *key == '\0')
-        key = NULL;
-    if (base != NULL && *base == '\0')
-        base = NULL;
-    cfg->llm_configured = key != NULL || base != NULL;
-    cfg->llm_api_key = key ? fig_strdup(key) : NULL;
-    cfg->llm_base_url = fig_strdup(base ? base : "https://api.openai.com/v1");
-    if (strncmp(cfg->llm_base_url, "http://", 7) != 0 && strncmp(cfg->llm_base_url, "https://", 8) != 0) {
-        fig_err_set(err, FIG_E_CONFIG, "OPENAI_BASE_URL: expected an http:// or https:// URL, got '%s'", cfg->llm_base_url);
-        goto Error;
-    }
-    cfg->llm_model = fig_strdup(model && *model ? model : "gpt-4o-mini");
+    if (cfg->config_path == NULL && access("figment.json", F_OK) == 0)
+        cfg->config_path = fig_strdup("figment.json");
     return 0;
 Error:
     config_free(cfg);
@@ -145,8 +134,6 @@ void config_free(config_t *cfg)
     free(cfg->var_dir);
     free(cfg->static_dir);
     free(cfg->port_file);
-    free(cfg->llm_base_url);
-    free(cfg->llm_api_key);
-    free(cfg->llm_model);
+    free(cfg->config_path);
     memset(cfg, 0, sizeof(*cfg));
 }

@@ -3,11 +3,9 @@
  * variables, parsed once at start, validated strictly, immutable afterwards and
  * shared read-only by every thread.
  *
- * Environment (the simple case; a config file arrives with the providers issue):
- *   OPENAI_API_KEY   key for the OpenAI-compatible endpoint (optional for local servers)
- *   OPENAI_BASE_URL  endpoint base URL, default https://api.openai.com/v1
- *   FIGMENT_MODEL    model name, default gpt-4o-mini
- * The LLM counts as configured when OPENAI_API_KEY or OPENAI_BASE_URL is set.
+ * Which models figment calls is configured by providers.h: figment.json (--config,
+ * default ./figment.json when that file exists) or, for the simple case, environment
+ * variables (OPENAI_API_KEY, OPENAI_BASE_URL, FIGMENT_MODEL, ANTHROPIC_API_KEY, ...).
  *
  * Ownership: config_parse() fills a caller-provided struct whose strings it owns;
  * config_free() releases them.
@@ -27,12 +25,7 @@ typedef struct {
     char *static_dir;      /* default ./static */
     char *port_file;       /* if set, the bound port is written there */
     int quiet;             /* no per-interaction log line */
-    /* LLM */
-    int llm_configured;
-    char *llm_base_url;
-    char *llm_api_key;     /* NULL when absent */
-    char *llm_model;
-    int llm_connect_timeout_ms; /* default 10000 */
+    char *config_path;     /* figment.json, or NULL: providers from the environment */
 } config_t;
 
 /* Parses `figment serve` flags (argv after the sub-command) and the environment.

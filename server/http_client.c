@@ -271,6 +271,8 @@ void http_call_get_timings(http_call_t *call, http_call_timings_t *t)
     curl_easy_getinfo(call->easy, CURLINFO_CONNECT_TIME, &t->connect_s);
     curl_easy_getinfo(call->easy, CURLINFO_STARTTRANSFER_TIME, &t->first_byte_s);
     curl_easy_getinfo(call->easy, CURLINFO_TOTAL_TIME, &t->total_s);
+    curl_off_t ra = -1;
+    t->retry_after_s = curl_easy_getinfo(call->easy, CURLINFO_RETRY_AFTER, &ra) == CURLE_OK && ra > 0 ? (long)ra : -1;
 }
 
 size_t http_client_inflight(const http_client_t *c)

@@ -41,6 +41,7 @@ typedef struct {
 } http_call_opts_t;
 
 typedef struct {
+    long retry_after_s; /* the response's Retry-After in seconds, or -1 */
     double connect_s;   /* CURLINFO_CONNECT_TIME */
     double first_byte_s;/* CURLINFO_STARTTRANSFER_TIME */
     double total_s;

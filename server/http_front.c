@@ -18,6 +18,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <arpa/inet.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -26,6 +27,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <h2o.h>
@@ -33,6 +35,11 @@
 #include "../tools/tools.h"
 #include "agent.h"
 #include "app.h"
+#include "breaker.h"
+#include "budget.h"
+#include "providers.h"
+#include "ratelimit.h"
+#include "timer.h"
 #include "buf.h"
 #include "crypto.h"
 #include "form.h"
@@ -59,6 +66,11 @@ typedef struct {
 
 typedef struct {
     const config_t *cfg;
+    providers_config_t providers;
+    breaker_t **breakers;            /* one per provider */
+    ratelimiter_t *limit_session, *limit_ip, *limit_app;
+    concurrency_cap_t *upstream_cap;
+    budget_t *budget;
     app_list_t apps;
     app_runtime_t *runtimes; /* parallel to apps.items */
     worker_pool_t *workers;
@@ -80,6 +92,7 @@ typedef struct {
     h2o_accept_ctx_t accept_ctx;
     h2o_socket_t *listener;
     h2o_multithread_receiver_t receiver;
+    timer_set_t *timers;
     agent_env_t env;
 } server_thread_t;
 
@@ -122,10 +135,12 @@ static const char *reason_for(int status)
     case 400: return "Bad Request";
     case 403: return "Forbidden";
     case 404: return "Not Found";
+    case 402: return "Payment Required";
     case 405: return "Method Not Allowed";
     case 413: return "Payload Too Large";
     case 414: return "URI Too Long";
     case 415: return "Unsupported Media Type";
+    case 429: return "Too Many Requests";
     case 500: return "Internal Server Error";
     case 502: return "Bad Gateway";
     case 503: return "Service Unavailable";
@@ -253,9 +268,10 @@ static void serve_gallery(server_t *srv, h2o_req_t *req)
 {
     fig_buf_t body = FIG_BUF_INIT;
     fig_buf_append_str(&body, "<h1>Apps</h1>\n");
-    if (!srv->cfg->llm_configured)
+    if (!srv->providers.configured)
         fig_buf_append_str(&body, "<p class=\"danger\">No language model is configured: app pages will answer "
-                                  "503 until OPENAI_API_KEY or OPENAI_BASE_URL is set.</p>\n");
+                                  "503 until OPENAI_API_KEY or OPENAI_BASE_URL is set (or figment.json names "
+                                  "providers).</p>\n");
     fig_buf_append_str(&body, "<ul class=\"gallery\">\n");
     for (size_t i = 0; i < srv->apps.count; i++) {
         const app_t *a = srv->apps.items[i];
@@ -304,6 +320,44 @@ static int path_is_clean(const char *p, size_t len)
     return 1;
 }
 
+/* The client's address as a rate-limit key (no port). */
+static const char *peer_key(h2o_req_t *req)
+{
+    static __thread char buf[INET6_ADDRSTRLEN];
+    struct sockaddr_storage ss;
+    socklen_t len = req->conn->callbacks->get_peername(req->conn, (struct sockaddr *)&ss);
+    buf[0] = '\0';
+    if (len > 0 && ss.ss_family == AF_INET)
+        inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, buf, sizeof(buf));
+    else if (len > 0 && ss.ss_family == AF_INET6)
+        inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, buf, sizeof(buf));
+    return buf;
+}
+
+/* Takes a token from the limiter for key; when there is none, answers 429 with
+ * Retry-After and a page that says so, and returns 1. */
+static int rate_limited(server_thread_t *th, h2o_req_t *req, const app_t *app, const char *what,
+                        ratelimiter_t *rl, const char *key)
+{
+    int64_t wait_ms = ratelimiter_take(rl, key, strlen(key), h2o_now(th->loop));
+    if (wait_ms <= 0)
+        return 0;
+    char secs[32];
+    snprintf(secs, sizeof(secs), "%lld", (long long)((wait_ms + 999) / 1000));
+    char *retry = h2o_mem_alloc_pool(&req->pool, strlen(secs) + 1);
+    memcpy(retry, secs, strlen(secs) + 1);
+    add_header(req, H2O_TOKEN_RETRY_AFTER, retry);
+    fig_buf_t msg = FIG_BUF_INIT;
+    fig_buf_appendf(&msg, "Too many requests from %s. Wait %s second%s, then reload the page.",
+                    strcmp(what, "session") == 0 ? "this browser session"
+                    : strcmp(what, "ip") == 0   ? "your address"
+                                                : "all users of this app",
+                    secs, strcmp(secs, "1") == 0 ? "" : "s");
+    send_error_page(req, 429, app, "Slow down", msg.data);
+    fig_buf_free(&msg);
+    return 1;
+}
+
 static void serve_app(server_thread_t *th, const app_runtime_t *rt, h2o_req_t *req)
 {
     server_t *srv = th->srv;
@@ -316,13 +370,17 @@ static void serve_app(server_thread_t *th, const app_runtime_t *rt, h2o_req_t *r
         send_error_page(req, 405, app, "Method not allowed", "App pages answer GET and POST only.");
         return;
     }
-    if (!srv->cfg->llm_configured) {
+    if (!srv->providers.configured) {
         send_error_page(req, 503, app, "No language model is configured",
                         "figment generates this app's pages with a language model, and none is configured. "
                         "Set OPENAI_API_KEY (and, for a local server such as Ollama, llama.cpp or vLLM, "
-                        "OPENAI_BASE_URL; optionally FIGMENT_MODEL), then restart figment.");
+                        "OPENAI_BASE_URL; optionally FIGMENT_MODEL) or ANTHROPIC_API_KEY, or describe your "
+                        "providers in figment.json, then restart figment.");
         return;
     }
+    if (rate_limited(th, req, app, "ip", srv->limit_ip, peer_key(req)) ||
+        rate_limited(th, req, app, "app", srv->limit_app, app->name))
+        return;
     if (req->entity.base != NULL && req->entity.len > (size_t)app->limits.max_body_bytes) {
         send_error_page(req, 413, app, "Too much data", "The form you sent is larger than this app accepts.");
         return;
@@ -350,8 +408,12 @@ static void serve_app(server_thread_t *th, const app_runtime_t *rt, h2o_req_t *r
         free(v);
         free(cookie_header);
     }
-    if (new_session)
+    if (new_session) {
         session_new_id(sid);
+    } else if (rate_limited(th, req, app, "session", srv->limit_session, sid)) {
+        json_decref(query);
+        return;
+    }
 
     if (is_post) {
         char *ct = header_value(req, H2O_TOKEN_CONTENT_TYPE);
@@ -387,7 +449,16 @@ static void serve_app(server_thread_t *th, const app_runtime_t *rt, h2o_req_t *r
         form = json_object();
     }
 
+    if (!concurrency_cap_try_acquire(srv->upstream_cap)) {
+        json_decref(query);
+        json_decref(form);
+        add_header(req, H2O_TOKEN_RETRY_AFTER, "1");
+        send_error_page(req, 429, app, "figment is busy",
+                        "Too many pages are being generated right now. Wait a moment and reload.");
+        return;
+    }
     interaction_t *ix = interaction_new(&th->env, rt, req);
+    ix->holds_upstream_slot = 1;
     ix->method = fig_strdup(is_post ? "POST" : "GET");
     ix->path = fig_strndup(req->path_normalized.base, req->path_normalized.len);
     ix->url = fig_strndup(req->path.base, req->path.len);
@@ -498,6 +569,65 @@ static char *build_system_prompt(const char *system_md, const app_t *app)
     return fig_buf_steal(&b);
 }
 
+/* Resolves "provider/model" names into a chain; errors name the app and the model. */
+static int resolve_chain(const providers_config_t *pc, const app_t *app, const char *where, char **names,
+                         size_t n, model_chain_t *out, fig_err_t *err)
+{
+    out->models = fig_calloc(n ? n : 1, sizeof(model_ref_t));
+    out->n = 0;
+    for (size_t i = 0; i < n; i++) {
+        fig_err_t e;
+        fig_err_clear(&e);
+        if (providers_resolve(pc, names[i], &out->models[out->n], &e) != 0) {
+            fig_err_set(err, FIG_E_CONFIG, "%s/app.json: %s[%zu]: %s", app->dir, where, i, e.msg);
+            return -1;
+        }
+        out->n++;
+    }
+    return 0;
+}
+
+/* The app's default chain: app.json "models", else "model" on the first default
+ * provider, else the providers' default_models. */
+static int app_chains(server_t *srv, app_runtime_t *rt, fig_err_t *err)
+{
+    const app_t *app = rt->app;
+    const providers_config_t *pc = &srv->providers;
+    if (app->n_models > 0) {
+        if (resolve_chain(pc, app, "models", app->models, app->n_models, &rt->chain, err) != 0)
+            return -1;
+    } else if (app->model != NULL && pc->n_default_models > 0) {
+        fig_buf_t spec = FIG_BUF_INIT;
+        fig_buf_appendf(&spec, "%s/%s", pc->default_models[0].provider->name, app->model);
+        char *names[1] = {spec.data};
+        int rc = resolve_chain(pc, app, "model", names, 1, &rt->chain, err);
+        fig_buf_free(&spec);
+        if (rc != 0)
+            return -1;
+    } else {
+        rt->chain.models = fig_calloc(pc->n_default_models ? pc->n_default_models : 1, sizeof(model_ref_t));
+        if (pc->n_default_models > 0)
+            memcpy(rt->chain.models, pc->default_models, pc->n_default_models * sizeof(model_ref_t));
+        rt->chain.n = pc->n_default_models;
+    }
+    rt->route_chains = fig_calloc(app->n_routes ? app->n_routes : 1, sizeof(model_chain_t));
+    for (size_t i = 0; i < app->n_routes; i++) {
+        char where[48];
+        snprintf(where, sizeof(where), "routing[%zu].models", i);
+        if (resolve_chain(pc, app, where, app->routes[i].models, app->routes[i].n_models, &rt->route_chains[i],
+                          err) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+static void seed_app_budget(void *ctx, const char *app, double usd)
+{
+    server_t *srv = ctx;
+    time_t now = time(NULL);
+    budget_seed_app(srv->budget, app, usd, now);
+}
+
 static int open_listener(const char *host, int port, fig_err_t *err)
 {
     struct addrinfo hints = {0}, *res = NULL;
@@ -550,14 +680,17 @@ static void *thread_main(void *arg)
     th->accept_ctx.hosts = srv->globalconf.hosts;
     worker_receiver_init(&th->ctx, &th->receiver);
 
-    th->env.http = http_client_create(th->loop, UPSTREAM_IDLE_CONNECTIONS);
+    th->timers = timer_set_create(th->loop);
+    th->env.router.loop = th->loop;
+    th->env.router.http = http_client_create(th->loop, UPSTREAM_IDLE_CONNECTIONS);
+    th->env.router.timers = th->timers;
+    th->env.router.providers = &srv->providers;
+    th->env.router.breakers = srv->breakers;
+    crypto_random(&th->env.router.rng, sizeof(th->env.router.rng));
     th->env.workers = srv->workers;
     th->env.receiver = &th->receiver;
-    th->env.provider = &llm_provider_openai;
-    th->env.endpoint.base_url = srv->cfg->llm_base_url;
-    th->env.endpoint.api_key = srv->cfg->llm_api_key;
-    th->env.default_model = srv->cfg->llm_model;
-    th->env.connect_timeout_ms = srv->cfg->llm_connect_timeout_ms;
+    th->env.budget = srv->budget;
+    th->env.upstream_cap = srv->upstream_cap;
     th->env.quiet = srv->cfg->quiet;
     th->env.respond = respond_interaction;
 
@@ -571,7 +704,14 @@ static void *thread_main(void *arg)
     h2o_socket_read_stop(th->listener);
     h2o_socket_close(th->listener); /* closes listen_fd too */
     th->listen_fd = -1;
-    http_client_destroy(th->env.http);
+    /* deliver what the workers finish for this loop (e.g. usage records) before leaving;
+     * a done callback may queue one more job (the record after a response) */
+    for (int i = 0; i < 4; i++) {
+        worker_pool_wait_idle(srv->workers);
+        h2o_evloop_run(th->loop, 0);
+    }
+    http_client_destroy(th->env.router.http);
+    timer_set_destroy(th->timers);
     /* let h2o finish closing sockets, then release the loop's resources */
     h2o_evloop_run(th->loop, 0);
     worker_receiver_dispose(&th->ctx, &th->receiver);
@@ -598,6 +738,16 @@ static int setup(server_t *srv, const config_t *cfg, fig_err_t *err)
     }
     if (session_key_load(cfg->var_dir, srv->key, err) != 0)
         return -1;
+    if (providers_load(cfg->config_path, &srv->providers, err) != 0)
+        return -1;
+    srv->breakers = fig_calloc(srv->providers.n_providers ? srv->providers.n_providers : 1, sizeof(breaker_t *));
+    for (size_t i = 0; i < srv->providers.n_providers; i++)
+        srv->breakers[i] = breaker_create(&srv->providers.breaker);
+    srv->limit_session = ratelimiter_create(&srv->providers.rate_limits.per_session, 100000);
+    srv->limit_ip = ratelimiter_create(&srv->providers.rate_limits.per_ip, 100000);
+    srv->limit_app = ratelimiter_create(&srv->providers.rate_limits.per_app, 1024);
+    srv->upstream_cap = concurrency_cap_create(srv->providers.rate_limits.max_concurrent_upstream);
+    srv->budget = budget_create(&srv->providers.budgets, 100000);
     if (apps_load_all(cfg->prompts_dir, cfg->var_dir, &srv->apps, err) != 0)
         return -1;
     fig_buf_t p = FIG_BUF_INIT;
@@ -617,6 +767,10 @@ static int setup(server_t *srv, const config_t *cfg, fig_err_t *err)
         srv->runtimes[i].app = app;
         srv->runtimes[i].system_prompt = build_system_prompt(system_md, app);
         srv->runtimes[i].tools = tools_schemas(app);
+        if (app_chains(srv, &srv->runtimes[i], err) != 0) {
+            free(system_md);
+            return -1;
+        }
         if ((size_t)app->limits.max_body_bytes > max_body)
             max_body = (size_t)app->limits.max_body_bytes;
     }
@@ -632,6 +786,18 @@ static int setup(server_t *srv, const config_t *cfg, fig_err_t *err)
         fig_buf_free(&dbpath);
         return -1;
     }
+    /* budgets: today's spending per app and in all (UTC days) */
+    time_t now = time(NULL);
+    time_t day_start = now - now % 86400;
+    double total_today = 0;
+    if (session_spent_since(probe, day_start, seed_app_budget, srv, err) != 0) {
+        session_store_close(probe);
+        fig_buf_free(&dbpath);
+        return -1;
+    }
+    for (size_t i = 0; i < srv->apps.count; i++)
+        total_today += budget_spent_app_today(srv->budget, srv->apps.items[i]->name, now);
+    budget_seed_global(srv->budget, total_today, now);
     session_store_close(probe);
     srv->workers = worker_pool_create(cfg->workers, dbpath.data, err);
     fig_buf_free(&dbpath);
@@ -656,6 +822,10 @@ static void teardown(server_t *srv)
     for (size_t i = 0; i < srv->apps.count && srv->runtimes; i++) {
         free(srv->runtimes[i].system_prompt);
         json_decref(srv->runtimes[i].tools);
+        free(srv->runtimes[i].chain.models);
+        for (size_t j = 0; srv->runtimes[i].route_chains && j < srv->apps.items[i]->n_routes; j++)
+            free(srv->runtimes[i].route_chains[j].models);
+        free(srv->runtimes[i].route_chains);
     }
     free(srv->runtimes);
     for (size_t i = 0; i < srv->n_statics; i++) {
@@ -668,6 +838,15 @@ static void teardown(server_t *srv)
     if (srv->hostconf != NULL)
         h2o_config_dispose(&srv->globalconf);
     apps_free(&srv->apps);
+    for (size_t i = 0; srv->breakers && i < srv->providers.n_providers; i++)
+        breaker_free(srv->breakers[i]);
+    free(srv->breakers);
+    ratelimiter_free(srv->limit_session);
+    ratelimiter_free(srv->limit_ip);
+    ratelimiter_free(srv->limit_app);
+    concurrency_cap_free(srv->upstream_cap);
+    budget_free(srv->budget);
+    providers_free(&srv->providers);
 }
 
 int server_run(const config_t *cfg, fig_err_t *err)
@@ -710,11 +889,16 @@ int server_run(const config_t *cfg, fig_err_t *err)
     for (int i = 0; i < nthreads; i++)
         pthread_create(&threads[i].tid, NULL, thread_main, &threads[i]);
 
-    if (!cfg->llm_configured)
+    if (!srv.providers.configured) {
         fprintf(stderr, "figment: no language model configured: app pages will answer 503. "
-                        "Set OPENAI_API_KEY (and OPENAI_BASE_URL for a local server) to enable them.\n");
-    else
-        fprintf(stderr, "figment: model %s at %s\n", cfg->llm_model, cfg->llm_base_url);
+                        "Set OPENAI_API_KEY (and OPENAI_BASE_URL for a local server), ANTHROPIC_API_KEY, "
+                        "or write figment.json to enable them.\n");
+    } else {
+        for (size_t i = 0; i < srv.providers.n_default_models; i++)
+            fprintf(stderr, "figment: %s model %s/%s at %s\n", i == 0 ? "default" : "fallback",
+                    srv.providers.default_models[i].provider->name, srv.providers.default_models[i].model->name,
+                    srv.providers.default_models[i].provider->base_url);
+    }
     fprintf(stderr, "figment: %zu app(s) from %s/, %d thread(s)\n", srv.apps.count, cfg->prompts_dir,
             cfg->threads);
     const char *shown_host = strchr(cfg->listen_host, ':') ? "[::1]" : cfg->listen_host;

@@ -5,6 +5,8 @@
  */
 #include "interaction.h"
 
+#include "agent.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +34,8 @@ void interaction_unref(interaction_t *ix)
 {
     if (--ix->refcnt > 0)
         return;
+    if (ix->holds_upstream_slot)
+        concurrency_cap_release(ix->env->upstream_cap);
     free(ix->method);
     free(ix->path);
     free(ix->url);
@@ -44,6 +48,7 @@ void interaction_unref(interaction_t *ix)
     llm_result_free(&ix->result);
     free(ix->job_text);
     free(ix->page_title);
+    free(ix->page_html);
     fig_buf_free(&ix->page);
     free(ix);
 }
@@ -88,15 +93,23 @@ char *interaction_describe(const interaction_t *ix)
 void interaction_log(const interaction_t *ix)
 {
     const interaction_record_t *r = &ix->rec;
-    json_t *line = json_pack("{s:s, s:s, s:s, s:s, s:i, s:s, s:f, s:i, s:f, s:f, s:i, s:f, s:f, s:I, s:I, s:I}",
+    json_t *line = json_pack("{s:s, s:s, s:s, s:s, s:i, s:s, s:s, s:s, s:f, s:i, s:f, s:f, s:i, s:f, s:f, s:I, s:I, s:I}",
                              "event", "interaction", "app", ix->rt->app->name, "method", ix->method ? ix->method : "",
                              "path", ix->path ? ix->path : "", "status", r->status, "outcome", r->outcome,
+                             "model", r->model, "route", r->route,
                              "total_ms", (double)(r->end_ns - r->start_ns) / 1e6, "llm_calls", r->llm_calls,
                              "llm_ms", r->llm_ms, "ttft_ms", r->first_ttft_ms, "tool_calls", r->tool_calls,
                              "tool_ms", r->tool_ms, "render_ms", r->render_ms,
                              "prompt_tokens", (json_int_t)r->usage.prompt_tokens,
                              "cached_tokens", (json_int_t)r->usage.cached_tokens,
                              "completion_tokens", (json_int_t)r->usage.completion_tokens);
+    if (line != NULL) {
+        json_object_set_new(line, "cost_usd", json_real(r->cost_usd));
+        json_object_set_new(line, "attempts", json_integer(r->attempts));
+        json_object_set_new(line, "routing_rule", json_string(r->route_rule ? r->route_rule : "default"));
+        if (r->stale)
+            json_object_set_new(line, "stale", json_true());
+    }
     char *s = line ? json_dumps(line, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6)) : NULL;
     if (s)
         fprintf(stderr, "%s\n", s);

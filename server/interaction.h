@@ -21,18 +21,28 @@
 #include "app.h"
 #include "buf.h"
 #include "llm.h"
+#include "providers.h"
 #include "session.h"
 #include "worker.h"
 
 struct agent_env;
-struct llm_call;
+struct llm_route;
 
-/* What figment knows of an app at run time: the app, plus its byte-stable prompt
- * prefix and tool schemas, built once at start. */
+/* A fallback chain of models, first choice first. */
+typedef struct {
+    model_ref_t *models;
+    size_t n;
+} model_chain_t;
+
+/* What figment knows of an app at run time: the app, its byte-stable prompt prefix
+ * and tool schemas, and its model chains (resolved against the providers), all built
+ * once at start. */
 typedef struct {
     const app_t *app;
     char *system_prompt;
     json_t *tools;
+    model_chain_t chain;         /* app.json models/model, else the providers' default_models */
+    model_chain_t *route_chains; /* one per app->routes entry */
 } app_runtime_t;
 
 typedef struct {
@@ -46,6 +56,12 @@ typedef struct {
     double tool_ms;
     double render_ms;
     llm_usage_t usage;      /* summed over calls */
+    double cost_usd;        /* every upstream attempt, priced */
+    int attempts, retries, fallbacks, hedges;
+    char model[160];        /* "provider/model" that answered (or was tried last) */
+    char route[512];        /* the router's decisions, in order */
+    const char *route_rule; /* "routing[N]" when an app.json rule chose the chain, else "default" */
+    int stale;              /* a stored page was served because every model failed */
     int status;             /* HTTP status sent */
     const char *outcome;    /* "ok", "upstream", "upstream_timeout", "client_gone", ... */
 } interaction_record_t;
@@ -72,13 +88,17 @@ typedef struct interaction {
     llm_result_t result;
     int round;
     size_t tool_index;
-    struct llm_call *llm;
+    const model_chain_t *chain;  /* chosen by the routing rules at start */
+    struct llm_route *llm;       /* the model call in flight */
+    int holds_upstream_slot;     /* counts against the global concurrent-upstream cap */
     worker_job_t job;
     fig_err_t job_err;
     uint64_t step_start_ns; /* when the worker step in flight started */
     char *job_text;    /* a tool result or page title handed across threads */
     char *page_title;
+    char *page_html;   /* the sanitized body fragment (kept as the last good page) */
     fig_buf_t page;    /* the full HTML document to send */
+    fig_err_t fail_err;/* why the model could not answer (a stale page may still be served) */
 
     interaction_record_t rec;
 } interaction_t;

@@ -1,11 +1,16 @@
 /*
  * llm.c — provider-neutral parts of the LLM interface (see llm.h): the result's
- * lifecycle. Providers fill an llm_result_t; whoever initialised it frees it here.
+ * lifecycle, and the small helpers every provider needs (quoting upstream text into
+ * error messages, recognizing a JSON Content-Type, refusing control characters in
+ * URLs and headers), kept here so the providers word and bound them the same way.
+ * Providers fill an llm_result_t; whoever initialised it frees it here.
  */
 #include "llm.h"
 
+#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 void llm_result_init(llm_result_t *r)
 {
@@ -27,4 +32,46 @@ void llm_result_free(llm_result_t *r)
     memset(r, 0, sizeof(*r));
     r->on_text = on_text;
     r->on_text_ctx = ctx;
+}
+
+void llm_quote(fig_buf_t *out, const char *s, size_t n)
+{
+    while (n > 0 && isspace((unsigned char)s[0]))
+        s++, n--;
+    while (n > 0 && isspace((unsigned char)s[n - 1]))
+        n--;
+    size_t cut = n;
+    if (cut > LLM_MAX_QUOTE_BYTES) {
+        cut = LLM_MAX_QUOTE_BYTES;
+        while (cut > 0 && ((unsigned char)s[cut] & 0xC0) == 0x80)
+            cut--;
+    }
+    for (size_t i = 0; i < cut; i++) {
+        char c = s[i];
+        if ((unsigned char)c < 0x20 || c == 0x7f)
+            c = ' ';
+        fig_buf_append(out, &c, 1);
+    }
+    if (cut < n)
+        fig_buf_append_str(out, "...");
+}
+
+int llm_is_json_type(const char *ct)
+{
+    if (ct == NULL)
+        return 0;
+    while (*ct == ' ' || *ct == '\t')
+        ct++;
+    size_t n = strcspn(ct, ";");
+    while (n > 0 && (ct[n - 1] == ' ' || ct[n - 1] == '\t'))
+        n--;
+    return (n == 16 && strncasecmp(ct, "application/json", 16) == 0) || (n > 5 && strncasecmp(ct + n - 5, "+json", 5) == 0);
+}
+
+int llm_has_ctl(const char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f)
+            return 1;
+    return 0;
 }

@@ -53,9 +53,12 @@ typedef struct {
     fig_buf_t arguments; /* JSON text as the model wrote it (may be invalid JSON) */
 } llm_tool_call_t;
 
+/* Normalized across providers: prompt_tokens counts every input token, including
+ * those read from or written to the provider's prompt cache. */
 typedef struct {
     int64_t prompt_tokens;
-    int64_t cached_tokens;
+    int64_t cached_tokens;      /* read from the prompt cache (billed at the cached price) */
+    int64_t cache_write_tokens; /* written to the prompt cache (Anthropic bills these extra) */
     int64_t completion_tokens;
 } llm_usage_t;
 
@@ -75,7 +78,7 @@ void llm_result_init(llm_result_t *r);
 void llm_result_free(llm_result_t *r);
 
 typedef struct llm_provider {
-    const char *kind; /* "openai" */
+    const char *kind; /* "openai", "anthropic" */
     /* Builds the request: the full URL into url, headers (the caller frees the list
      * with curl_slist_free_all), and the body. */
     int (*build_request)(const llm_endpoint_t *ep, const llm_request_t *req, fig_buf_t *url, struct curl_slist **headers,
@@ -93,5 +96,20 @@ typedef struct llm_provider {
 } llm_provider_t;
 
 extern const llm_provider_t llm_provider_openai;
+extern const llm_provider_t llm_provider_anthropic;
+
+/* ---- shared helpers for providers (llm.c) ---- */
+
+#define LLM_MAX_QUOTE_BYTES 300 /* upstream text quoted in an error message */
+
+/* Appends s[0..n) to out for an error message: trimmed, at most LLM_MAX_QUOTE_BYTES
+ * (cut on a UTF-8 boundary, "..." marks the cut), control characters replaced by
+ * spaces, since upstream text ends up in logs and pages. */
+void llm_quote(fig_buf_t *out, const char *s, size_t n);
+/* 1 when the media type is JSON: application/json or any +json suffix (parameters
+ * ignored); 0 otherwise or for NULL. */
+int llm_is_json_type(const char *content_type);
+/* 1 when s contains a control character (CR, LF, ... DEL): unfit for a URL or header. */
+int llm_has_ctl(const char *s);
 
 #endif

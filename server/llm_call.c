@@ -23,6 +23,8 @@ struct llm_call {
     int stream;
     char *url;
     llm_call_done_cb cb;
+    llm_call_progress_cb on_progress;
+    size_t body_bytes;
     void *ctx;
 };
 
@@ -45,6 +47,9 @@ static int on_body(void *ctx, long status, const char *content_type, const char 
     }
     if (c->parser == NULL)
         c->parser = c->provider->parser_new(c->stream, content_type, c->result);
+    c->body_bytes += len;
+    if (c->on_progress != NULL)
+        c->on_progress(c->ctx, c->body_bytes == len);
     if (c->provider->parser_feed(c->parser, data, len, &c->parse_err) != 0) {
         c->parse_failed = 1;
         return 1;
@@ -65,26 +70,35 @@ static void on_done(void *ctx, CURLcode rc, long status, const char *curl_error)
     t.first_byte_ms = ht.first_byte_s * 1000.0;
     t.total_ms = ht.total_s * 1000.0;
     t.http_status = status;
+    t.retry_after_ms = ht.retry_after_s >= 0 ? ht.retry_after_s * 1000 : -1;
+    t.body_bytes = c->body_bytes;
 
     if (c->parse_failed) {
         err = c->parse_err;
+        t.fail = LLM_FAIL_PROTOCOL;
     } else if (rc == CURLE_OPERATION_TIMEDOUT) {
+        t.fail = ht.connect_s > 0 ? LLM_FAIL_TIMEOUT : LLM_FAIL_CONNECT;
         fig_err_set(&err, FIG_E_UPSTREAM_TIMEOUT, "the model endpoint did not answer in time (%s)", curl_error);
     } else if (rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST) {
+        t.fail = LLM_FAIL_CONNECT;
         fig_err_set(&err, FIG_E_UPSTREAM, "could not connect to the model endpoint %s (%s)", c->url,
                     *curl_error ? curl_error : curl_easy_strerror(rc));
     } else if (rc == CURLE_PARTIAL_FILE || rc == CURLE_RECV_ERROR) {
+        t.fail = status >= 200 && status <= 299 ? LLM_FAIL_PROTOCOL : LLM_FAIL_TRANSPORT;
         fig_err_set(&err, FIG_E_UPSTREAM, "the model's stream ended early (truncated): %s",
                     *curl_error ? curl_error : curl_easy_strerror(rc));
     } else if (rc != CURLE_OK) {
+        t.fail = LLM_FAIL_TRANSPORT;
         fig_err_set(&err, FIG_E_UPSTREAM, "the connection to the model endpoint failed: %s",
                     *curl_error ? curl_error : curl_easy_strerror(rc));
     } else if (status < 200 || status > 299) {
+        t.fail = LLM_FAIL_HTTP;
         c->provider->describe_error(status, c->error_body.data ? c->error_body.data : "", c->error_body.len, &err);
     } else {
         if (c->parser == NULL) /* an empty 2xx body */
             c->parser = c->provider->parser_new(c->stream, NULL, c->result);
-        c->provider->parser_finish(c->parser, &err);
+        if (c->provider->parser_finish(c->parser, &err) != 0)
+            t.fail = LLM_FAIL_PROTOCOL;
     }
     c->cb(c->ctx, err.code == FIG_OK ? NULL : &err, &t);
     call_free(c);
@@ -109,6 +123,7 @@ llm_call_t *llm_call_start(http_client_t *client, const llm_call_opts_t *opts, l
     c->stream = opts->request->stream;
     c->cb = cb;
     c->ctx = ctx;
+    c->on_progress = opts->on_progress;
     c->url = fig_buf_steal(&url);
     ho.url = c->url;
     ho.connect_timeout_ms = opts->connect_timeout_ms;

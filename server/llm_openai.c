@@ -23,7 +23,7 @@
  *     answer it); a call without a name is an error.
  * Everything else that does not match the format is FIG_E_UPSTREAM; size caps are
  * FIG_E_TOO_LARGE. Upstream text put into error messages is cut to 300 bytes with
- * control characters replaced, since it ends up in logs and pages.
+ * control characters replaced (llm_quote), since it ends up in logs and pages.
  */
 #include <ctype.h>
 #include <stdio.h>
@@ -37,7 +37,6 @@
 #define OPENAI_MAX_BODY_BYTES (8u << 20) /* non-streamed body, and assembled content */
 #define OPENAI_MAX_ID_BYTES 256
 #define OPENAI_MAX_NAME_BYTES 256
-#define OPENAI_MAX_QUOTE_BYTES 300 /* upstream text quoted in an error message */
 
 /* ---- request ---- */
 
@@ -134,24 +133,16 @@ static int openai_add_tools(json_t *root, const json_t *tools, fig_err_t *err)
     return 0;
 }
 
-static int openai_has_ctl(const char *s)
-{
-    for (; *s; s++)
-        if ((unsigned char)*s < 0x20 || *s == 0x7f)
-            return 1;
-    return 0;
-}
-
 static int openai_build_request(const llm_endpoint_t *ep, const llm_request_t *req, fig_buf_t *url,
                                 struct curl_slist **headers, fig_buf_t *body, fig_err_t *err)
 {
     const char *base = ep->base_url;
     if (base == NULL || (strncasecmp(base, "http://", 7) != 0 && strncasecmp(base, "https://", 8) != 0) ||
-        openai_has_ctl(base)) {
+        llm_has_ctl(base)) {
         fig_err_set(err, FIG_E_CONFIG, "the model endpoint URL must start with http:// or https://");
         return -1;
     }
-    if (ep->api_key && openai_has_ctl(ep->api_key)) {
+    if (ep->api_key && llm_has_ctl(ep->api_key)) {
         fig_err_set(err, FIG_E_CONFIG, "the API key contains control characters");
         return -1;
     }
@@ -247,30 +238,6 @@ fail:
 
 /* ---- upstream text in error messages ---- */
 
-/* Appends s to out: trimmed, at most OPENAI_MAX_QUOTE_BYTES (cut on a UTF-8
- * boundary, "..." marks the cut), control characters replaced by spaces. */
-static void openai_quote(fig_buf_t *out, const char *s, size_t n)
-{
-    while (n > 0 && isspace((unsigned char)s[0]))
-        s++, n--;
-    while (n > 0 && isspace((unsigned char)s[n - 1]))
-        n--;
-    size_t cut = n;
-    if (cut > OPENAI_MAX_QUOTE_BYTES) {
-        cut = OPENAI_MAX_QUOTE_BYTES;
-        while (cut > 0 && ((unsigned char)s[cut] & 0xC0) == 0x80)
-            cut--;
-    }
-    for (size_t i = 0; i < cut; i++) {
-        char c = s[i];
-        if ((unsigned char)c < 0x20 || c == 0x7f)
-            c = ' ';
-        fig_buf_append(out, &c, 1);
-    }
-    if (cut < n)
-        fig_buf_append_str(out, "...");
-}
-
 /* The human-readable message of an error body, or NULL. Shapes seen in the wild:
  * {"error":{"message":..}} (OpenAI, Groq, OpenRouter, llama.cpp), {"error":".."}
  * (Ollama), {"message":..} (vLLM), {"detail":..} (FastAPI-based servers). */
@@ -291,9 +258,9 @@ static void openai_describe_error(long status, const char *body, size_t len, fig
     json_t *root = body && len ? json_loadb(body, len, 0, NULL) : NULL;
     const char *m = root ? openai_error_text(root) : NULL;
     if (m)
-        openai_quote(&q, m, strlen(m));
+        llm_quote(&q, m, strlen(m));
     else if (body)
-        openai_quote(&q, body, len);
+        llm_quote(&q, body, len);
     if (q.len)
         fig_err_set(err, FIG_E_UPSTREAM, "the model endpoint answered HTTP %ld: %s", status, q.data);
     else
@@ -318,7 +285,7 @@ typedef struct {
 static int openai_malformed(const char *what, const char *why, fig_err_t *err)
 {
     fig_buf_t q = FIG_BUF_INIT;
-    openai_quote(&q, why, strlen(why)); /* jansson's messages quote upstream bytes */
+    llm_quote(&q, why, strlen(why)); /* jansson's messages quote upstream bytes */
     fig_err_set(err, FIG_E_UPSTREAM, "malformed %s from the model endpoint: %s", what, q.len ? q.data : "?");
     fig_buf_free(&q);
     return -1;
@@ -488,7 +455,7 @@ static int openai_object(llm_result_t *r, const json_t *root, int streaming, fig
         const char *m = openai_error_text(root);
         fig_buf_t q = FIG_BUF_INIT;
         if (m)
-            openai_quote(&q, m, strlen(m));
+            llm_quote(&q, m, strlen(m));
         fig_err_set(err, FIG_E_UPSTREAM, "the model endpoint reported an error: %s", q.len ? q.data : "(no message)");
         fig_buf_free(&q);
         return -1;
@@ -543,24 +510,11 @@ static int openai_on_event(void *ctx, const char *event, const char *data, size_
     return 0;
 }
 
-/* The media type is JSON: application/json or any +json suffix, parameters ignored. */
-static int openai_is_json_type(const char *ct)
-{
-    if (ct == NULL)
-        return 0;
-    while (*ct == ' ' || *ct == '\t')
-        ct++;
-    size_t n = strcspn(ct, ";");
-    while (n > 0 && (ct[n - 1] == ' ' || ct[n - 1] == '\t'))
-        n--;
-    return (n == 16 && strncasecmp(ct, "application/json", 16) == 0) || (n > 5 && strncasecmp(ct + n - 5, "+json", 5) == 0);
-}
-
 static void *openai_parser_new(int stream, const char *content_type, llm_result_t *res)
 {
     openai_parser_t *st = fig_calloc(1, sizeof(*st));
     st->res = res;
-    st->sse = stream && !openai_is_json_type(content_type);
+    st->sse = stream && !llm_is_json_type(content_type);
     sse_init(&st->parser, openai_on_event, st);
     return st;
 }

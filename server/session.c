@@ -21,7 +21,7 @@
  *   the prompt built from it is byte-stable.
  * - A corrupt state row (bad JSON or a non-object) loads as {}: the user keeps
  *   their session and the model starts from an empty state.
- * - Schema versions live in PRAGMA user_version (1 = this schema).
+ * - Schema versions live in PRAGMA user_version (2 = this schema: 1 plus usage and pages).
  */
 #include "session.h"
 
@@ -42,7 +42,7 @@
 
 #define SESSION_MAC_B64_LEN 43 /* base64url of 32 bytes, unpadded */
 #define SESSION_COOKIE_LEN (SESSION_ID_LEN + 1 + SESSION_MAC_B64_LEN)
-#define SESSION_SCHEMA_VERSION 1
+#define SESSION_SCHEMA_VERSION 2
 
 /* ---- key file ---- */
 
@@ -284,6 +284,11 @@ struct session_store {
     sqlite3_stmt *begin;
     sqlite3_stmt *commit;
     sqlite3_stmt *rollback;
+    sqlite3_stmt *insert_usage;
+    sqlite3_stmt *spent_session;
+    sqlite3_stmt *spent_since;
+    sqlite3_stmt *page_save;
+    sqlite3_stmt *page_load;
 };
 
 static const char session_schema_sql[] =
@@ -293,6 +298,19 @@ static const char session_schema_sql[] =
     "CREATE TABLE IF NOT EXISTS interactions("
     "session_id TEXT NOT NULL, app TEXT NOT NULL, seq INTEGER NOT NULL, method TEXT NOT NULL, "
     "path TEXT NOT NULL, title TEXT, created_at INTEGER NOT NULL, PRIMARY KEY(session_id, app, seq));";
+
+/* Version 2: what each interaction cost (budgets read it back at start), and the last
+ * good page of each URL per session (served, marked stale, when every model fails). */
+static const char session_schema_v2_sql[] =
+    "CREATE TABLE IF NOT EXISTS usage("
+    "session_id TEXT NOT NULL, app TEXT NOT NULL, model TEXT NOT NULL, outcome TEXT NOT NULL, "
+    "prompt_tokens INTEGER NOT NULL, cached_tokens INTEGER NOT NULL, cache_write_tokens INTEGER NOT NULL, "
+    "completion_tokens INTEGER NOT NULL, cost_usd REAL NOT NULL, route TEXT, created_at INTEGER NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS usage_by_time ON usage(created_at);"
+    "CREATE INDEX IF NOT EXISTS usage_by_session ON usage(session_id);"
+    "CREATE TABLE IF NOT EXISTS pages("
+    "session_id TEXT NOT NULL, app TEXT NOT NULL, url TEXT NOT NULL, title TEXT, html TEXT NOT NULL, "
+    "saved_at INTEGER NOT NULL, PRIMARY KEY(session_id, app, url));";
 
 static int session_db_fail(session_store_t *st, const char *what, fig_err_t *err)
 {
@@ -331,11 +349,11 @@ static int session_store_migrate(session_store_t *st, fig_err_t *err)
                     version, SESSION_SCHEMA_VERSION);
         goto fail;
     }
-    if (version == 0) {
-        if (session_exec(st, session_schema_sql, err) != 0 ||
-            session_exec(st, "PRAGMA user_version = 1", err) != 0)
-            goto fail;
-    }
+    if (version == 0 && session_exec(st, session_schema_sql, err) != 0)
+        goto fail;
+    if (version < 2 && (session_exec(st, session_schema_v2_sql, err) != 0 ||
+                        session_exec(st, "PRAGMA user_version = 2", err) != 0))
+        goto fail;
     return session_exec(st, "COMMIT", err);
 
 fail:
@@ -391,6 +409,15 @@ session_store_t *session_store_open(const char *path, fig_err_t *err)
         {&st->begin, "BEGIN IMMEDIATE"},
         {&st->commit, "COMMIT"},
         {&st->rollback, "ROLLBACK"},
+        {&st->insert_usage, "INSERT INTO usage(session_id, app, model, outcome, prompt_tokens, cached_tokens, "
+                            "cache_write_tokens, completion_tokens, cost_usd, route, created_at) "
+                            "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"},
+        {&st->spent_session, "SELECT coalesce(sum(cost_usd), 0) FROM usage WHERE session_id = ?1"},
+        {&st->spent_since, "SELECT app, sum(cost_usd) FROM usage WHERE created_at >= ?1 GROUP BY app ORDER BY app"},
+        {&st->page_save, "INSERT INTO pages(session_id, app, url, title, html, saved_at) VALUES(?1, ?2, ?3, ?4, ?5, ?6) "
+                         "ON CONFLICT(session_id, app, url) DO UPDATE SET title = excluded.title, "
+                         "html = excluded.html, saved_at = excluded.saved_at"},
+        {&st->page_load, "SELECT title, html, saved_at FROM pages WHERE session_id = ?1 AND app = ?2 AND url = ?3"},
     };
     for (size_t i = 0; i < sizeof(stmts) / sizeof(stmts[0]); i++) {
         if (sqlite3_prepare_v3(st->db, stmts[i].sql, -1, SQLITE_PREPARE_PERSISTENT, stmts[i].stmt, NULL) !=
@@ -417,6 +444,11 @@ void session_store_close(session_store_t *st)
     sqlite3_finalize(st->begin);
     sqlite3_finalize(st->commit);
     sqlite3_finalize(st->rollback);
+    sqlite3_finalize(st->insert_usage);
+    sqlite3_finalize(st->spent_session);
+    sqlite3_finalize(st->spent_since);
+    sqlite3_finalize(st->page_save);
+    sqlite3_finalize(st->page_load);
     sqlite3_close(st->db);
     free(st->path);
     free(st);
@@ -593,4 +625,85 @@ void session_clear(session_t *s)
     json_decref(s->history);
     s->state = NULL;
     s->history = NULL;
+}
+
+/* ---- usage, spending and last good pages (schema version 2) ---- */
+
+int session_record_usage(session_store_t *st, const session_usage_t *u, fig_err_t *err)
+{
+    sqlite3_stmt *q = st->insert_usage;
+    session_bind_text(q, 1, u->session_id);
+    session_bind_text(q, 2, u->app);
+    session_bind_text(q, 3, u->model ? u->model : "");
+    session_bind_text(q, 4, u->outcome ? u->outcome : "");
+    sqlite3_bind_int64(q, 5, u->prompt_tokens);
+    sqlite3_bind_int64(q, 6, u->cached_tokens);
+    sqlite3_bind_int64(q, 7, u->cache_write_tokens);
+    sqlite3_bind_int64(q, 8, u->completion_tokens);
+    sqlite3_bind_double(q, 9, u->cost_usd);
+    session_bind_text(q, 10, u->route);
+    sqlite3_bind_int64(q, 11, (sqlite3_int64)(u->created_at ? u->created_at : time(NULL)));
+    return session_step_done(st, q, "recording usage", err);
+}
+
+double session_spent_usd(session_store_t *st, const char *session_id, fig_err_t *err)
+{
+    sqlite3_stmt *q = st->spent_session;
+    session_bind_text(q, 1, session_id);
+    double v = -1;
+    if (sqlite3_step(q) == SQLITE_ROW)
+        v = sqlite3_column_double(q, 0);
+    else
+        session_db_fail(st, "reading spending", err);
+    session_stmt_done(q);
+    return v;
+}
+
+int session_spent_since(session_store_t *st, time_t since, void (*each)(void *ctx, const char *app, double usd),
+                        void *ctx, fig_err_t *err)
+{
+    sqlite3_stmt *q = st->spent_since;
+    sqlite3_bind_int64(q, 1, (sqlite3_int64)since);
+    int rc;
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW)
+        each(ctx, (const char *)sqlite3_column_text(q, 0), sqlite3_column_double(q, 1));
+    session_stmt_done(q);
+    if (rc != SQLITE_DONE)
+        return session_db_fail(st, "reading spending", err);
+    return 0;
+}
+
+int session_page_save(session_store_t *st, const char *session_id, const char *app, const char *url,
+                      const char *title, const char *html, fig_err_t *err)
+{
+    sqlite3_stmt *q = st->page_save;
+    session_bind_text(q, 1, session_id);
+    session_bind_text(q, 2, app);
+    session_bind_text(q, 3, url);
+    session_bind_text(q, 4, title);
+    session_bind_text(q, 5, html);
+    sqlite3_bind_int64(q, 6, (sqlite3_int64)time(NULL));
+    return session_step_done(st, q, "saving the page", err);
+}
+
+int session_page_load(session_store_t *st, const char *session_id, const char *app, const char *url, char **title,
+                      char **html, int64_t *saved_at, fig_err_t *err)
+{
+    sqlite3_stmt *q = st->page_load;
+    session_bind_text(q, 1, session_id);
+    session_bind_text(q, 2, app);
+    session_bind_text(q, 3, url);
+    int rc = sqlite3_step(q), found = 0;
+    if (rc == SQLITE_ROW) {
+        const char *t = (const char *)sqlite3_column_text(q, 0);
+        *title = t ? fig_strdup(t) : NULL;
+        *html = fig_strdup((const char *)sqlite3_column_text(q, 1));
+        *saved_at = sqlite3_column_int64(q, 2);
+        found = 1;
+    } else if (rc != SQLITE_DONE) {
+        session_db_fail(st, "loading the page", err);
+        found = -1;
+    }
+    session_stmt_done(q);
+    return found;
 }

@@ -17,6 +17,7 @@
 #include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "error.h"
 
@@ -59,5 +60,30 @@ int session_load(session_store_t *st, const char *id, const char *app, int histo
 int session_save(session_store_t *st, const session_t *s, const char *app, const char *method, const char *path,
                  const char *title, fig_err_t *err);
 void session_clear(session_t *s);
+
+/* What one interaction cost, recorded whatever its outcome (budgets add it up). */
+typedef struct {
+    const char *session_id;
+    const char *app;
+    const char *model;   /* "provider/model" that answered or was tried last */
+    const char *outcome; /* "ok", "upstream", ... */
+    int64_t prompt_tokens, cached_tokens, cache_write_tokens, completion_tokens;
+    double cost_usd;
+    const char *route;   /* the router's decision log */
+    int64_t created_at;  /* unix seconds; 0 = now */
+} session_usage_t;
+int session_record_usage(session_store_t *st, const session_usage_t *u, fig_err_t *err);
+/* The session's spending in all apps, or -1 with err. */
+double session_spent_usd(session_store_t *st, const char *session_id, fig_err_t *err);
+/* Calls each(app, usd) for every app's spending since `since` (unix seconds). */
+int session_spent_since(session_store_t *st, time_t since, void (*each)(void *ctx, const char *app, double usd),
+                        void *ctx, fig_err_t *err);
+
+/* The last good page of a URL in a session: the sanitized body fragment and title.
+ * page_load returns 1 (found; *title and *html malloc'd, caller frees), 0 (none) or -1. */
+int session_page_save(session_store_t *st, const char *session_id, const char *app, const char *url,
+                      const char *title, const char *html, fig_err_t *err);
+int session_page_load(session_store_t *st, const char *session_id, const char *app, const char *url, char **title,
+                      char **html, int64_t *saved_at, fig_err_t *err);
 
 #endif

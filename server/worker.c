@@ -30,6 +30,8 @@ struct worker_thread {
 struct worker_pool {
     pthread_mutex_t mu;
     pthread_cond_t cv;
+    pthread_cond_t idle_cv;
+    int running; /* jobs being run right now */
     worker_job_t *head, *tail;
     int stopping;
     int n;
@@ -73,12 +75,18 @@ static void *worker_main(void *arg)
         pool->head = job->next;
         if (pool->head == NULL)
             pool->tail = NULL;
+        pool->running++;
         pthread_mutex_unlock(&pool->mu);
 
         job->next = NULL;
         job->run(job, wt);
         memset(&job->msg, 0, sizeof(job->msg));
         h2o_multithread_send_message(job->receiver, &job->msg);
+
+        pthread_mutex_lock(&pool->mu);
+        if (--pool->running == 0 && pool->head == NULL)
+            pthread_cond_broadcast(&pool->idle_cv);
+        pthread_mutex_unlock(&pool->mu);
     }
     return NULL;
 }
@@ -88,6 +96,7 @@ worker_pool_t *worker_pool_create(int n, const char *session_db_path, fig_err_t 
     worker_pool_t *pool = fig_calloc(1, sizeof(*pool));
     pthread_mutex_init(&pool->mu, NULL);
     pthread_cond_init(&pool->cv, NULL);
+    pthread_cond_init(&pool->idle_cv, NULL);
     pool->session_db_path = fig_strdup(session_db_path);
     pool->threads = fig_calloc((size_t)n, sizeof(worker_thread_t));
     for (int i = 0; i < n; i++) {
@@ -121,6 +130,7 @@ void worker_pool_destroy(worker_pool_t *pool)
     }
     pthread_mutex_destroy(&pool->mu);
     pthread_cond_destroy(&pool->cv);
+    pthread_cond_destroy(&pool->idle_cv);
     free(pool->threads);
     free(pool->session_db_path);
     free(pool);
@@ -136,6 +146,14 @@ void worker_submit(worker_pool_t *pool, worker_job_t *job)
         pool->head = job;
     pool->tail = job;
     pthread_cond_signal(&pool->cv);
+    pthread_mutex_unlock(&pool->mu);
+}
+
+void worker_pool_wait_idle(worker_pool_t *pool)
+{
+    pthread_mutex_lock(&pool->mu);
+    while (pool->head != NULL || pool->running > 0)
+        pthread_cond_wait(&pool->idle_cv, &pool->mu);
     pthread_mutex_unlock(&pool->mu);
 }
 

@@ -47,6 +47,9 @@ void worker_receiver_init(h2o_context_t *ctx, h2o_multithread_receiver_t *receiv
 void worker_receiver_dispose(h2o_context_t *ctx, h2o_multithread_receiver_t *receiver);
 
 void worker_submit(worker_pool_t *pool, worker_job_t *job);
+/* Blocks until no job is queued or running (used at shutdown, after a loop stopped
+ * accepting work, so that finished jobs' done callbacks can still be delivered). */
+void worker_pool_wait_idle(worker_pool_t *pool);
 
 /* Inside run(): this worker's resources. NULL (with err) when they cannot be opened. */
 session_store_t *worker_session_store(worker_thread_t *wt, fig_err_t *err);

@@ -1,18 +1,20 @@
 /*
  * fakellm.c — a scripted stand-in for an LLM provider, for figment's integration
- * tests and `make bench`. It speaks the OpenAI Chat Completions protocol over real
- * HTTP/1.1 (h2o evloop), streaming (SSE) and not, and answers from a JSON script of
- * rules matched against the request (see tests/fakellm/README.md).
+ * tests and `make bench`. It speaks the OpenAI Chat Completions protocol and the
+ * Anthropic Messages protocol over real HTTP/1.1 (h2o evloop), streaming (SSE) and
+ * not, and answers from a JSON script of rules matched against the request (see
+ * tests/fakellm/README.md). One script serves both protocols.
  *
  * Design:
- * - The request path is split into three stages so that a second protocol (the
- *   Anthropic Messages API, a later issue) can sit beside the OpenAI one:
- *     1. a protocol parser (oa_parse) validates the body and reduces it to a
- *        protocol-neutral convo_t (model, last user text, tool results, sizes);
+ * - The request path is split into three stages so that the two protocols share
+ *   everything but their wire formats:
+ *     1. a protocol parser (oa_parse, an_parse) validates the body like the real
+ *        service and reduces it to a protocol-neutral convo_t (model, last user text,
+ *        tool results, sizes, the cacheable prefix);
  *     2. plan_build() matches the script's rules against the convo_t and yields a
  *        protocol-neutral plan_t (content, tool calls, timings, faults, usage);
- *     3. a protocol serializer (oa_render) turns the plan into a program_t: status,
- *        headers and a list of byte segments, each with a delay before it.
+ *     3. a protocol serializer (oa_render, an_render) turns the plan into a
+ *        program_t: status, headers and a list of byte segments, each with a delay.
  *   A small engine (stream_*) plays a program on the event loop. Nothing blocks and
  *   no thread sleeps: delays are h2o timeouts. h2o 2.2.5's h2o_timeout_t is a queue
  *   of one fixed duration, so each thread keeps a table of queues keyed by duration,
@@ -230,6 +232,7 @@ typedef struct {
     long truncate_after_chunks; /* -1: none */
     int malformed_chunk;
     int close;
+    char *stream_error;   /* NULL: none; else an error type sent as an error event mid-stream */
 } fault_t;
 
 typedef struct {
@@ -237,10 +240,15 @@ typedef struct {
     char *arguments; /* serialized object, or the raw string as given */
 } script_call_t;
 
+enum { PROTO_ANY = 0, PROTO_OPENAI, PROTO_ANTHROPIC };
+
 typedef struct {
     char *name;
+    int protocol;          /* PROTO_ANY, or the one endpoint the rule applies to */
     int has_match;
     regex_t match;
+    int has_model;
+    regex_t model;         /* on the request's model */
     long tool_results;     /* -1: any */
     long tool_results_min; /* -1: any */
     int has_last_tool_match;
@@ -269,6 +277,8 @@ static void rule_free(rule_t *r)
     free(r->name);
     if (r->has_match)
         regfree(&r->match);
+    if (r->has_model)
+        regfree(&r->model);
     if (r->has_last_tool_match)
         regfree(&r->last_tool_match);
     free(r->content);
@@ -278,6 +288,7 @@ static void rule_free(rule_t *r)
     }
     free(r->calls);
     free(r->fault.body);
+    free(r->fault.stream_error);
 }
 
 static void script_free(script_t *s)
@@ -415,7 +426,8 @@ static int check_templates(const char *s, const char *where, sbuf_t *err)
 static int fault_parse(json_t *f, const char *where, fault_t *out, sbuf_t *err)
 {
     static const char *const keys[] = {"status", "body", "retry_after", "stall_ms", "stall_after_chunks",
-                                       "stall_chunks_ms", "truncate_after_chunks", "malformed_chunk", "close", NULL};
+                                       "stall_chunks_ms", "truncate_after_chunks", "malformed_chunk", "close",
+                                       "stream_error", NULL};
     long status = 0;
     if (!json_is_object(f)) {
         sbuf_printf(err, "%s: expected an object", where);
@@ -429,10 +441,23 @@ static int fault_parse(json_t *f, const char *where, fault_t *out, sbuf_t *err)
         get_int(f, "stall_chunks_ms", where, 0, MAX_DELAY_MS, &out->stall_chunks_ms, err) != 0 ||
         get_int(f, "truncate_after_chunks", where, 0, 1000000, &out->truncate_after_chunks, err) != 0 ||
         get_bool(f, "malformed_chunk", where, &out->malformed_chunk, err) != 0 ||
-        get_bool(f, "close", where, &out->close, err) != 0)
+        get_bool(f, "close", where, &out->close, err) != 0 ||
+        get_str(f, "stream_error", where, &out->stream_error, err) != 0)
         return -1;
     out->status = (int)status;
-    int stream_fault = out->stall_after_chunks >= 0 || out->truncate_after_chunks >= 0 || out->malformed_chunk;
+    if (out->stream_error != NULL) {
+        size_t n = strlen(out->stream_error);
+        if (n == 0 || n > 64 || strspn(out->stream_error, "abcdefghijklmnopqrstuvwxyz_") != n) {
+            sbuf_printf(err, "%s.stream_error: expected an error type such as \"overloaded_error\" (a-z and _)", where);
+            return -1;
+        }
+        if (out->status != 0 || out->close) {
+            sbuf_printf(err, "%s: stream_error cannot be combined with status or close", where);
+            return -1;
+        }
+    }
+    int stream_fault = out->stall_after_chunks >= 0 || out->truncate_after_chunks >= 0 || out->malformed_chunk ||
+                       out->stream_error != NULL;
     if ((out->stall_after_chunks >= 0) != (json_object_get(f, "stall_chunks_ms") != NULL)) {
         sbuf_printf(err, "%s: stall_after_chunks and stall_chunks_ms go together", where);
         return -1;
@@ -509,7 +534,7 @@ static int rule_parse(json_t *r, size_t idx, rule_t *rule, sbuf_t *err)
 {
     static const char *const keys[] = {"name",  "match",   "tool_results", "tool_results_min", "last_tool_result_match",
                                        "reply", "times",   "ttft_ms",      "chunk_chars",      "chunk_interval_ms",
-                                       "fault", NULL};
+                                       "fault", "protocol", "model",       NULL};
     char where[64];
     snprintf(where, sizeof(where), "rules[%zu]", idx);
     rule->tool_results = rule->tool_results_min = rule->times = -1;
@@ -527,8 +552,21 @@ static int rule_parse(json_t *r, size_t idx, rule_t *rule, sbuf_t *err)
         get_int(r, "times", where, 1, LONG_MAX, &rule->times, err) != 0 ||
         get_int(r, "ttft_ms", where, 0, MAX_DELAY_MS, &rule->ttft_ms, err) != 0 ||
         get_int(r, "chunk_chars", where, 1, MAX_CHUNK_CHARS, &rule->chunk_chars, err) != 0 ||
-        get_int(r, "chunk_interval_ms", where, 0, MAX_DELAY_MS, &rule->chunk_interval_ms, err) != 0)
+        get_int(r, "chunk_interval_ms", where, 0, MAX_DELAY_MS, &rule->chunk_interval_ms, err) != 0 ||
+        get_regex(r, "model", where, &rule->model, &rule->has_model, err) != 0)
         return -1;
+    json_t *proto = json_object_get(r, "protocol");
+    if (proto != NULL) {
+        const char *ps = json_string_value(proto);
+        if (ps != NULL && strcmp(ps, "openai") == 0) {
+            rule->protocol = PROTO_OPENAI;
+        } else if (ps != NULL && strcmp(ps, "anthropic") == 0) {
+            rule->protocol = PROTO_ANTHROPIC;
+        } else {
+            sbuf_printf(err, "%s.protocol: expected \"openai\" or \"anthropic\"", where);
+            return -1;
+        }
+    }
     if (rule->tool_results >= 0 && rule->tool_results_min >= 0) {
         sbuf_printf(err, "%s: use tool_results or tool_results_min, not both", where);
         return -1;
@@ -722,6 +760,7 @@ static size_t cache_lcp_locked(const char *model, const char *prefix, size_t len
 
 /* What a protocol parser extracts from a request: all the matcher and planner see. */
 typedef struct {
+    int protocol;      /* PROTO_OPENAI or PROTO_ANTHROPIC */
     char *model;
     int stream, include_usage;
     char *last_user;   /* "" when there is no user message */
@@ -729,6 +768,7 @@ typedef struct {
     size_t ntool;
     size_t prompt_bytes;
     sbuf_t prefix;     /* system message(s) + tools JSON: the cacheable prefix */
+    int cache_marked;  /* Anthropic: the prefix carries a cache_control breakpoint */
 } convo_t;
 
 static void convo_free(convo_t *cv)
@@ -753,8 +793,9 @@ typedef struct {
     size_t ncalls;
     long ttft_ms, chunk_chars, chunk_interval_ms;
     int has_fault;
-    fault_t fault;       /* body is owned */
+    fault_t fault;       /* body and stream_error are owned */
     size_t prompt_tokens, completion_tokens, cached_tokens;
+    size_t cache_write_tokens; /* Anthropic: the marked prefix beyond what was cached */
     char id[40];
     long long created;
 } plan_t;
@@ -769,6 +810,7 @@ static void plan_free(plan_t *p)
     }
     free(p->calls);
     free(p->fault.body);
+    free(p->fault.stream_error);
 }
 
 static void expand_templates(sbuf_t *out, const char *tpl, const convo_t *cv)
@@ -799,6 +841,10 @@ static void expand_templates(sbuf_t *out, const char *tpl, const convo_t *cv)
 static int rule_matches(const rule_t *r, const convo_t *cv)
 {
     if (r->times >= 0 && r->used >= r->times)
+        return 0;
+    if (r->protocol != PROTO_ANY && r->protocol != cv->protocol)
+        return 0;
+    if (r->has_model && regexec(&r->model, cv->model, 0, NULL, 0) != 0)
         return 0;
     if (r->tool_results >= 0 && (long)cv->ntool != r->tool_results)
         return 0;
@@ -847,6 +893,7 @@ static void plan_build(const convo_t *cv, plan_t *pl)
             pl->has_fault = 1;
             pl->fault = r->fault;
             pl->fault.body = r->fault.body ? xstrdup(r->fault.body) : NULL;
+            pl->fault.stream_error = r->fault.stream_error ? xstrdup(r->fault.stream_error) : NULL;
         }
         if (r->content != NULL) {
             sbuf_t c = SBUF_INIT;
@@ -868,7 +915,10 @@ static void plan_build(const convo_t *cv, plan_t *pl)
     } else {
         pl->content = xstrdup(NO_MATCH_PAGE);
     }
-    size_t lcp = cache_lcp_locked(cv->model, cv->prefix.data ? cv->prefix.data : "", cv->prefix.len);
+    /* each protocol remembers its own prefixes: the two serialize them differently */
+    char cache_key[300];
+    snprintf(cache_key, sizeof(cache_key), "%s%.280s", cv->protocol == PROTO_ANTHROPIC ? "anthropic\n" : "", cv->model);
+    size_t lcp = cache_lcp_locked(cache_key, cv->prefix.data ? cv->prefix.data : "", cv->prefix.len);
     pthread_mutex_unlock(&G.lock);
 
     if (r == NULL) {
@@ -876,8 +926,8 @@ static void plan_build(const convo_t *cv, plan_t *pl)
         static uint64_t misses;
         uint64_t n = __atomic_add_fetch(&misses, 1, __ATOMIC_RELAXED);
         if (n <= 20)
-            fprintf(stderr, "fakellm: no rule matched (model %s, %zu tool results); last user message:\n%.400s\n",
-                    cv->model, cv->ntool, cv->last_user);
+            fprintf(stderr, "fakellm: no rule matched (%s, model %s, %zu tool results); last user message:\n%.400s\n",
+                    cv->protocol == PROTO_ANTHROPIC ? "anthropic" : "openai", cv->model, cv->ntool, cv->last_user);
         else if (n % 1000 == 0)
             fprintf(stderr, "fakellm: %" PRIu64 " requests matched no rule so far\n", n);
     } else if (pl->has_fault) {
@@ -892,6 +942,12 @@ static void plan_build(const convo_t *cv, plan_t *pl)
     pl->cached_tokens = lcp / 4;
     if (pl->cached_tokens > pl->prompt_tokens)
         pl->cached_tokens = pl->prompt_tokens;
+    if (cv->cache_marked) {
+        /* Anthropic writes the marked prefix to its cache, except what it could read */
+        pl->cache_write_tokens = cv->prefix.len / 4 - pl->cached_tokens;
+        if (pl->cache_write_tokens > pl->prompt_tokens - pl->cached_tokens)
+            pl->cache_write_tokens = pl->prompt_tokens - pl->cached_tokens;
+    }
 }
 
 /* ------------------------------------------------------------------ response program */
@@ -912,6 +968,7 @@ typedef struct {
     int streaming;          /* chunked transfer; otherwise Content-Length */
     size_t content_length;  /* the full body's length (sent even when truncating) */
     int abort_at_end;       /* end abruptly after the last segment */
+    size_t error_at;        /* segments up to the first content delta (0: none yet), for stream_error */
     sbuf_t data;
     seg_t *segs;
     size_t nsegs, segs_cap;
@@ -967,6 +1024,38 @@ static const char *status_reason(int status)
     case 529: return "Overloaded";
     default: return status < 300 ? "OK" : status < 500 ? "Client Error" : "Server Error";
     }
+}
+
+/* The message a provider gives with an error type (fault.stream_error). */
+static const char *error_type_message(const char *type)
+{
+    if (strcmp(type, "overloaded_error") == 0)
+        return "Overloaded";
+    if (strcmp(type, "api_error") == 0)
+        return "Internal server error";
+    if (strcmp(type, "rate_limit_error") == 0)
+        return "Rate limited";
+    return "fakellm: injected stream error";
+}
+
+/* Notes that the event just added carried content: stream_error strikes after the first. */
+static void program_mark_delta(program_t *p)
+{
+    if (p->error_at == 0)
+        p->error_at = p->nsegs;
+}
+
+/* fault.stream_error: keeps the events up to the first content delta (or just the first
+ * event when there is none), then sends `event` and ends the stream cleanly, the way a
+ * provider reports a failure in the middle of an answer. */
+static void program_stream_error(program_t *p, const char *event, uint32_t delay)
+{
+    size_t keep = p->error_at ? p->error_at : 1;
+    if (keep < p->nsegs)
+        p->nsegs = keep;
+    size_t from = p->data.len;
+    sbuf_puts(&p->data, event);
+    program_seg(p, from, delay);
 }
 
 /* Applies the chunk-level faults to a finished program. Streams count SSE events;
@@ -1243,6 +1332,7 @@ static int oa_parse(json_t *root, convo_t *cv, oa_err_t *e)
         "reasoning_effort", "modalities", "audio", "prediction", "functions", "function_call", "web_search_options",
         "prompt_cache_key", "safety_identifier", "verbosity", NULL};
     memset(cv, 0, sizeof(*cv));
+    cv->protocol = PROTO_OPENAI;
     if (!json_is_object(root))
         return oa_fail(e, 400, NULL, NULL, "Invalid request body: expected a JSON object, but got %s instead.",
                        json_type_name(root));
@@ -1375,6 +1465,7 @@ static void oa_stream_pieces(program_t *p, const convo_t *cv, const plan_t *pl, 
         sbuf_puts(&p->data, call_index < 0 ? "}" : "}}]}");
         oa_chunk_close(&p->data, cv, NULL);
         program_seg(p, from, delay);
+        program_mark_delta(p);
         off += piece;
     }
 }
@@ -1501,6 +1592,618 @@ static program_t *oa_render(const convo_t *cv, const plan_t *pl)
         oa_render_stream(p, cv, pl);
     else
         oa_render_whole(p, cv, pl);
+    if (f != NULL && f->stream_error != NULL && cv->stream) {
+        sbuf_t ev = SBUF_INIT;
+        sbuf_puts(&ev, "data: ");
+        oa_error_json(&ev, error_type_message(f->stream_error), f->stream_error, NULL, NULL);
+        sbuf_puts(&ev, "\n\n");
+        program_stream_error(p, ev.data, (uint32_t)pl->chunk_interval_ms);
+        sbuf_free(&ev);
+    }
+    if (f != NULL)
+        program_apply_faults(p, f);
+    return p;
+}
+
+/* ------------------------------------------------------------------ Anthropic protocol */
+
+typedef struct {
+    int status;
+    const char *type; /* "invalid_request_error", ... */
+    sbuf_t msg;
+} an_err_t;
+
+__attribute__((format(printf, 3, 4))) static int an_fail(an_err_t *e, int status, const char *fmt, ...)
+{
+    e->status = status;
+    e->type = "invalid_request_error";
+    va_list ap;
+    va_start(ap, fmt);
+    char tmp[700];
+    vsnprintf(tmp, sizeof(tmp), fmt, ap);
+    va_end(ap);
+    sbuf_puts(&e->msg, tmp);
+    return -1;
+}
+
+static void an_error_json(sbuf_t *out, const char *type, const char *message)
+{
+    sbuf_puts(out, "{\"type\":\"error\",\"error\":{\"type\":");
+    sbuf_json_cstr(out, type);
+    sbuf_puts(out, ",\"message\":");
+    sbuf_json_cstr(out, message);
+    sbuf_puts(out, "}}");
+}
+
+/* The error type Anthropic uses for an HTTP status. */
+static const char *an_error_type(int status)
+{
+    switch (status) {
+    case 401: return "authentication_error";
+    case 403: return "permission_error";
+    case 404: return "not_found_error";
+    case 413: return "request_too_large";
+    case 429: return "rate_limit_error";
+    case 529: return "overloaded_error";
+    default: return status >= 500 ? "api_error" : "invalid_request_error";
+    }
+}
+
+/* cache_control must be {"type":"ephemeral"} (with an optional "ttl"); counts it. */
+static int an_cache_control(json_t *obj, const char *where, int *nmarks, an_err_t *e)
+{
+    json_t *cc = json_object_get(obj, "cache_control");
+    if (cc == NULL || json_is_null(cc))
+        return 0;
+    json_t *type = json_object_get(cc, "type"), *ttl = json_object_get(cc, "ttl");
+    if (!json_is_object(cc) || !json_is_string(type) || strcmp(json_string_value(type), "ephemeral") != 0)
+        return an_fail(e, 400, "%s.cache_control.type: Input should be 'ephemeral'", where);
+    if (ttl != NULL && !(json_is_string(ttl) && (strcmp(json_string_value(ttl), "5m") == 0 ||
+                                                 strcmp(json_string_value(ttl), "1h") == 0)))
+        return an_fail(e, 400, "%s.cache_control.ttl: Input should be '5m' or '1h'", where);
+    (*nmarks)++;
+    return 0;
+}
+
+/* The text of a tool_result's content: a string, or the text of its text blocks. */
+static int an_tool_result_text(json_t *content, const char *where, sbuf_t *out, an_err_t *e)
+{
+    if (content == NULL || json_is_null(content))
+        return 0;
+    if (json_is_string(content)) {
+        sbuf_append(out, json_string_value(content), json_string_length(content));
+        return 0;
+    }
+    if (!json_is_array(content))
+        return an_fail(e, 400, "%s.content: Input should be a valid string or list", where);
+    size_t i;
+    json_t *b;
+    json_array_foreach(content, i, b) {
+        const char *type = json_string_value(json_object_get(b, "type"));
+        if (type == NULL)
+            return an_fail(e, 400, "%s.content.%zu.type: Field required", where, i);
+        if (strcmp(type, "text") == 0) {
+            json_t *t = json_object_get(b, "text");
+            if (!json_is_string(t))
+                return an_fail(e, 400, "%s.content.%zu.text: Field required", where, i);
+            sbuf_append(out, json_string_value(t), json_string_length(t));
+        } else if (strcmp(type, "image") != 0 && strcmp(type, "document") != 0 && strcmp(type, "search_result") != 0) {
+            return an_fail(e, 400, "%s.content.%zu.type: Input tag '%.40s' found using 'type' does not match any of "
+                           "the expected tags: 'text', 'image', 'document', 'search_result'", where, i, type);
+        }
+    }
+    return 0;
+}
+
+/* The tool_use ids of the previous assistant turn, and which of them got a result. */
+typedef struct {
+    pending_call_t *calls;
+    size_t n, cap;
+} an_pending_t;
+
+static int an_check_answered(an_pending_t *pd, size_t asst_idx, an_err_t *e)
+{
+    sbuf_t missing = SBUF_INIT;
+    for (size_t i = 0; i < pd->n; i++) {
+        if (!pd->calls[i].answered) {
+            if (missing.len)
+                sbuf_puts(&missing, ", ");
+            sbuf_printf(&missing, "%.64s", pd->calls[i].id);
+        }
+    }
+    if (missing.len == 0)
+        return 0;
+    an_fail(e, 400, "messages.%zu: `tool_use` ids were found without `tool_result` blocks immediately after: %.400s. "
+            "Each `tool_use` block must have a corresponding `tool_result` block in the next message.", asst_idx,
+            missing.data);
+    sbuf_free(&missing);
+    return -1;
+}
+
+/* One message's content blocks. text collects what the rules see as the user's words. */
+static int an_parse_blocks(json_t *content, size_t mi, int is_user, an_pending_t *prev, an_pending_t *next,
+                           sbuf_t *text, int *has_text, convo_t *cv, int *nmarks, an_err_t *e)
+{
+    size_t i;
+    json_t *b;
+    json_array_foreach(content, i, b) {
+        char where[64];
+        snprintf(where, sizeof(where), "messages.%zu.content.%zu", mi, i);
+        if (!json_is_object(b))
+            return an_fail(e, 400, "%s: Input should be a valid dictionary or object to extract fields from", where);
+        const char *type = json_string_value(json_object_get(b, "type"));
+        if (type == NULL)
+            return an_fail(e, 400, "%s.type: Field required", where);
+        if (an_cache_control(b, where, nmarks, e) != 0)
+            return -1;
+        if (strcmp(type, "text") == 0) {
+            json_t *t = json_object_get(b, "text");
+            if (!json_is_string(t))
+                return an_fail(e, 400, "%s.text: Field required", where);
+            if (json_string_length(t) == 0)
+                return an_fail(e, 400, "messages: text content blocks must be non-empty");
+            cv->prompt_bytes += json_string_length(t);
+            if (is_user) {
+                sbuf_append(text, json_string_value(t), json_string_length(t));
+                *has_text = 1;
+            }
+        } else if (strcmp(type, "tool_use") == 0) {
+            json_t *id = json_object_get(b, "id"), *name = json_object_get(b, "name"), *input = json_object_get(b, "input");
+            if (is_user)
+                return an_fail(e, 400, "%s: tool_use blocks may only appear in assistant messages", where);
+            if (!json_is_string(id) || json_string_length(id) == 0)
+                return an_fail(e, 400, "%s.id: Field required", where);
+            if (!json_is_string(name) || json_string_length(name) == 0)
+                return an_fail(e, 400, "%s.name: Field required", where);
+            if (!json_is_object(input))
+                return an_fail(e, 400, "%s.input: Input should be a valid dictionary", where);
+            if (next->n == next->cap) {
+                next->cap = next->cap ? next->cap * 2 : 8;
+                next->calls = xrealloc(next->calls, next->cap * sizeof(*next->calls));
+            }
+            next->calls[next->n++] = (pending_call_t){json_string_value(id), 0};
+        } else if (strcmp(type, "tool_result") == 0) {
+            json_t *id = json_object_get(b, "tool_use_id"), *isr = json_object_get(b, "is_error");
+            if (!is_user)
+                return an_fail(e, 400, "%s: tool_result blocks may only appear in user messages", where);
+            if (!json_is_string(id))
+                return an_fail(e, 400, "%s.tool_use_id: Field required", where);
+            if (isr != NULL && !json_is_boolean(isr))
+                return an_fail(e, 400, "%s.is_error: Input should be a valid boolean", where);
+            size_t k;
+            for (k = 0; k < prev->n; k++)
+                if (strcmp(prev->calls[k].id, json_string_value(id)) == 0)
+                    break;
+            if (k == prev->n)
+                return an_fail(e, 400, "%s: unexpected `tool_use_id` found in `tool_result` blocks: %.64s. Each "
+                               "`tool_result` block must have a corresponding `tool_use` block in the previous message.",
+                               where, json_string_value(id));
+            prev->calls[k].answered = 1;
+            sbuf_t r = SBUF_INIT;
+            if (an_tool_result_text(json_object_get(b, "content"), where, &r, e) != 0) {
+                sbuf_free(&r);
+                return -1;
+            }
+            free(cv->last_tool);
+            cv->last_tool = r.data ? r.data : xstrdup("");
+            cv->prompt_bytes += r.len;
+            cv->ntool++;
+        } else if (strcmp(type, "thinking") == 0 || strcmp(type, "redacted_thinking") == 0) {
+            if (is_user)
+                return an_fail(e, 400, "%s: %s blocks may only appear in assistant messages", where, type);
+        } else if (strcmp(type, "image") != 0 && strcmp(type, "document") != 0) {
+            return an_fail(e, 400, "%s.type: Input tag '%.40s' found using 'type' does not match any of the expected "
+                           "tags: 'text', 'image', 'document', 'tool_use', 'tool_result', 'thinking', "
+                           "'redacted_thinking'", where, type);
+        }
+    }
+    return 0;
+}
+
+static int an_parse_messages(json_t *msgs, convo_t *cv, int *nmarks, an_err_t *e)
+{
+    an_pending_t prev = {0}, next = {0};
+    sbuf_t text = SBUF_INIT;
+    size_t i, asst_idx = 0, n = json_array_size(msgs);
+    const char *last_role = NULL;
+    int rc = -1;
+    json_t *m;
+    json_array_foreach(msgs, i, m) {
+        if (!json_is_object(m)) {
+            an_fail(e, 400, "messages.%zu: Input should be a valid dictionary or object to extract fields from", i);
+            goto Exit;
+        }
+        const char *role = json_string_value(json_object_get(m, "role"));
+        if (role == NULL || (strcmp(role, "user") != 0 && strcmp(role, "assistant") != 0)) {
+            an_fail(e, 400, "messages.%zu.role: Input should be 'user' or 'assistant'", i);
+            goto Exit;
+        }
+        int is_user = role[0] == 'u';
+        if (i == 0 && !is_user) {
+            an_fail(e, 400, "messages: first message must use the \"user\" role");
+            goto Exit;
+        }
+        if (last_role != NULL && strcmp(last_role, role) == 0) {
+            an_fail(e, 400, "messages: roles must alternate between \"user\" and \"assistant\", but found multiple "
+                    "\"%s\" roles in a row", role);
+            goto Exit;
+        }
+        last_role = role;
+        json_t *content = json_object_get(m, "content");
+        if (content == NULL) {
+            an_fail(e, 400, "messages.%zu.content: Field required", i);
+            goto Exit;
+        }
+        int empty = (json_is_string(content) && json_string_length(content) == 0) ||
+                    (json_is_array(content) && json_array_size(content) == 0);
+        if (empty && !(i + 1 == n && !is_user)) {
+            an_fail(e, 400, "messages.%zu: all messages must have non-empty content except for the optional final "
+                    "assistant message", i);
+            goto Exit;
+        }
+        text.len = 0;
+        int has_text = 0;
+        if (is_user) {
+            /* the previous assistant turn's tool_use ids are what this turn may answer */
+            an_pending_t t = prev;
+            prev = next;
+            next = t;
+            next.n = 0;
+        } else {
+            prev.n = 0; /* results may only answer the turn right before them */
+            next.n = 0;
+            asst_idx = i;
+        }
+        if (json_is_string(content)) {
+            cv->prompt_bytes += json_string_length(content);
+            if (is_user) {
+                sbuf_append(&text, json_string_value(content), json_string_length(content));
+                has_text = 1;
+            }
+        } else if (json_is_array(content)) {
+            if (an_parse_blocks(content, i, is_user, &prev, &next, &text, &has_text, cv, nmarks, e) != 0)
+                goto Exit;
+        } else {
+            an_fail(e, 400, "messages.%zu.content: Input should be a valid string or list", i);
+            goto Exit;
+        }
+        if (is_user) {
+            if (an_check_answered(&prev, asst_idx, e) != 0)
+                goto Exit;
+            /* a turn of nothing but tool results is not the user speaking */
+            if (has_text) {
+                free(cv->last_user);
+                cv->last_user = xstrndup(text.data ? text.data : "", text.len);
+            }
+        }
+    }
+    rc = 0;
+Exit:
+    free(prev.calls);
+    free(next.calls);
+    sbuf_free(&text);
+    return rc;
+}
+
+/* Validates a Messages request like the real service and reduces it to cv. The
+ * cacheable prefix is the tools JSON then the system text (Anthropic's order). */
+static int an_parse(json_t *root, convo_t *cv, an_err_t *e)
+{
+    static const char *const params[] = {
+        "model", "messages", "max_tokens", "system", "tools", "tool_choice", "stream", "temperature", "top_p", "top_k",
+        "stop_sequences", "metadata", "thinking", "service_tier", "container", "mcp_servers", NULL};
+    memset(cv, 0, sizeof(*cv));
+    cv->protocol = PROTO_ANTHROPIC;
+    if (!json_is_object(root))
+        return an_fail(e, 400, "Invalid request body: expected a JSON object, but got %s instead.", json_type_name(root));
+    const char *key;
+    json_t *v;
+    json_object_foreach(root, key, v) {
+        const char *const *p;
+        for (p = params; *p != NULL; p++)
+            if (strcmp(*p, key) == 0)
+                break;
+        if (*p == NULL)
+            return an_fail(e, 400, "%.64s: Extra inputs are not permitted", key);
+    }
+    json_t *model = json_object_get(root, "model");
+    if (model == NULL)
+        return an_fail(e, 400, "model: Field required");
+    if (!json_is_string(model) || json_string_length(model) == 0)
+        return an_fail(e, 400, "model: Input should be a valid non-empty string");
+    json_t *mt = json_object_get(root, "max_tokens");
+    if (mt == NULL)
+        return an_fail(e, 400, "max_tokens: Field required");
+    if (!json_is_integer(mt))
+        return an_fail(e, 400, "max_tokens: Input should be a valid integer");
+    if (json_integer_value(mt) < 1)
+        return an_fail(e, 400, "max_tokens: Input should be greater than or equal to 1");
+    json_t *msgs = json_object_get(root, "messages");
+    if (msgs == NULL)
+        return an_fail(e, 400, "messages: Field required");
+    if (!json_is_array(msgs))
+        return an_fail(e, 400, "messages: Input should be a valid list");
+    if (json_array_size(msgs) == 0)
+        return an_fail(e, 400, "messages: at least one message is required");
+    json_t *stream = json_object_get(root, "stream");
+    if (stream != NULL && !json_is_boolean(stream))
+        return an_fail(e, 400, "stream: Input should be a valid boolean");
+    cv->stream = json_is_true(stream);
+    cv->include_usage = 1; /* Anthropic always reports usage */
+
+    int nmarks = 0, prefix_marks;
+    json_t *tools = json_object_get(root, "tools");
+    if (tools != NULL) {
+        if (!json_is_array(tools))
+            return an_fail(e, 400, "tools: Input should be a valid list");
+        size_t i;
+        json_t *t;
+        json_array_foreach(tools, i, t) {
+            char where[32];
+            snprintf(where, sizeof(where), "tools.%zu", i);
+            json_t *name = json_object_get(t, "name"), *type = json_object_get(t, "type");
+            if (!json_is_object(t))
+                return an_fail(e, 400, "%s: Input should be a valid dictionary", where);
+            const char *ns = json_string_value(name);
+            if (ns == NULL || ns[0] == '\0' || strlen(ns) > 128 ||
+                strspn(ns, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") != strlen(ns))
+                return an_fail(e, 400, "%s.name: String should match pattern '^[a-zA-Z0-9_-]{1,128}$'", where);
+            int custom = type == NULL || (json_is_string(type) && strcmp(json_string_value(type), "custom") == 0);
+            if (custom && !json_is_object(json_object_get(t, "input_schema")))
+                return an_fail(e, 400, "%s.custom.input_schema: Field required", where);
+            if (an_cache_control(t, where, &nmarks, e) != 0)
+                return -1;
+        }
+        char *tj = json_dumps(tools, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        if (tj == NULL)
+            abort();
+        sbuf_puts(&cv->prefix, tj);
+        cv->prompt_bytes += strlen(tj);
+        free(tj);
+    }
+    json_t *system = json_object_get(root, "system");
+    if (system != NULL) {
+        if (json_is_string(system)) {
+            sbuf_append(&cv->prefix, json_string_value(system), json_string_length(system));
+            cv->prompt_bytes += json_string_length(system);
+        } else if (json_is_array(system)) {
+            size_t i;
+            json_t *b;
+            json_array_foreach(system, i, b) {
+                char where[32];
+                snprintf(where, sizeof(where), "system.%zu", i);
+                json_t *type = json_object_get(b, "type"), *text = json_object_get(b, "text");
+                if (!json_is_string(type) || strcmp(json_string_value(type), "text") != 0)
+                    return an_fail(e, 400, "%s.type: Input should be 'text'", where);
+                if (!json_is_string(text))
+                    return an_fail(e, 400, "%s.text: Field required", where);
+                if (json_string_length(text) == 0)
+                    return an_fail(e, 400, "system: text content blocks must be non-empty");
+                if (an_cache_control(b, where, &nmarks, e) != 0)
+                    return -1;
+                sbuf_append(&cv->prefix, json_string_value(text), json_string_length(text));
+                sbuf_append(&cv->prefix, "\n", 1);
+                cv->prompt_bytes += json_string_length(text);
+            }
+        } else {
+            return an_fail(e, 400, "system: Input should be a valid string or list");
+        }
+    }
+    prefix_marks = nmarks;
+    cv->model = xstrndup(json_string_value(model), json_string_length(model));
+    cv->last_user = xstrdup("");
+    if (an_parse_messages(msgs, cv, &nmarks, e) != 0)
+        return -1;
+    if (nmarks > 4)
+        return an_fail(e, 400, "A maximum of 4 blocks with cache_control may be provided. Found %d.", nmarks);
+    cv->cache_marked = prefix_marks > 0;
+    return 0;
+}
+
+/* One SSE event: "event: NAME\ndata: ...\n\n" (the caller appends the JSON). */
+static void an_event_open(sbuf_t *b, const char *name)
+{
+    sbuf_printf(b, "event: %s\ndata: ", name);
+}
+
+static void an_usage(sbuf_t *b, const plan_t *pl, int output_tokens)
+{
+    size_t input = pl->prompt_tokens - pl->cached_tokens - pl->cache_write_tokens;
+    sbuf_printf(b, "{\"input_tokens\":%zu,\"cache_creation_input_tokens\":%zu,\"cache_read_input_tokens\":%zu,"
+                   "\"output_tokens\":%d}",
+                input, pl->cache_write_tokens, pl->cached_tokens, output_tokens);
+}
+
+/* The plan's ids, in Anthropic's style: chatcmpl-fk... -> msg_fk..., call_fk... -> toolu_fk... */
+static const char *an_id_tail(const char *id)
+{
+    const char *dash = strpbrk(id, "-_");
+    return dash ? dash + 1 : id;
+}
+
+/* text pieces of chunk_chars characters, one content_block_delta each. */
+static void an_stream_pieces(program_t *p, const plan_t *pl, size_t index, const char *text, int is_json, uint32_t delay)
+{
+    size_t n = strlen(text), off = 0;
+    while (off < n) {
+        size_t piece = utf8_prefix(text + off, n - off, (size_t)pl->chunk_chars);
+        size_t from = p->data.len;
+        an_event_open(&p->data, "content_block_delta");
+        sbuf_printf(&p->data, "{\"type\":\"content_block_delta\",\"index\":%zu,\"delta\":{\"type\":\"%s\",\"%s\":", index,
+                    is_json ? "input_json_delta" : "text_delta", is_json ? "partial_json" : "text");
+        sbuf_json_str(&p->data, text + off, piece);
+        sbuf_puts(&p->data, "}}\n\n");
+        program_seg(p, from, delay);
+        program_mark_delta(p);
+        off += piece;
+    }
+}
+
+static void an_block_stop(program_t *p, size_t index)
+{
+    size_t from = p->data.len;
+    an_event_open(&p->data, "content_block_stop");
+    sbuf_printf(&p->data, "{\"type\":\"content_block_stop\",\"index\":%zu}\n\n", index);
+    program_seg(p, from, 0);
+}
+
+static void an_render_stream(program_t *p, const convo_t *cv, const plan_t *pl)
+{
+    uint32_t interval = (uint32_t)pl->chunk_interval_ms;
+    size_t from = p->data.len, index = 0;
+    p->streaming = 1;
+    p->content_type = "text/event-stream; charset=utf-8";
+
+    an_event_open(&p->data, "message_start");
+    sbuf_printf(&p->data, "{\"type\":\"message_start\",\"message\":{\"id\":\"msg_%s\",\"type\":\"message\","
+                          "\"role\":\"assistant\",\"model\":", an_id_tail(pl->id));
+    sbuf_json_cstr(&p->data, cv->model);
+    sbuf_puts(&p->data, ",\"content\":[],\"stop_reason\":null,\"stop_sequence\":null,\"usage\":");
+    an_usage(&p->data, pl, 1);
+    sbuf_puts(&p->data, "}}\n\n");
+    program_seg(p, from, (uint32_t)pl->ttft_ms);
+
+    if (pl->has_fault && pl->fault.malformed_chunk) {
+        from = p->data.len;
+        sbuf_puts(&p->data, "event: content_block_delta\ndata: {\"type\": \"content_block_delta\", \"index\": [\n\n");
+        program_seg(p, from, interval);
+    }
+    int pinged = 0;
+    if (pl->content != NULL && (pl->content[0] != '\0' || pl->ncalls == 0)) {
+        from = p->data.len;
+        an_event_open(&p->data, "content_block_start");
+        sbuf_printf(&p->data, "{\"type\":\"content_block_start\",\"index\":%zu,\"content_block\":{\"type\":\"text\","
+                              "\"text\":\"\"}}\n\n", index);
+        program_seg(p, from, 0);
+        from = p->data.len;
+        sbuf_puts(&p->data, "event: ping\ndata: {\"type\": \"ping\"}\n\n"); /* where Anthropic sends it */
+        program_seg(p, from, 0);
+        pinged = 1;
+        an_stream_pieces(p, pl, index, pl->content, 0, interval);
+        an_block_stop(p, index);
+        index++;
+    }
+    for (size_t i = 0; i < pl->ncalls; i++, index++) {
+        from = p->data.len;
+        an_event_open(&p->data, "content_block_start");
+        sbuf_printf(&p->data, "{\"type\":\"content_block_start\",\"index\":%zu,\"content_block\":{\"type\":\"tool_use\","
+                              "\"id\":\"toolu_%s\",\"name\":", index, an_id_tail(pl->calls[i].id));
+        sbuf_json_cstr(&p->data, pl->calls[i].name);
+        sbuf_puts(&p->data, ",\"input\":{}}}\n\n");
+        program_seg(p, from, interval);
+        if (!pinged) {
+            from = p->data.len;
+            sbuf_puts(&p->data, "event: ping\ndata: {\"type\": \"ping\"}\n\n");
+            program_seg(p, from, 0);
+            pinged = 1;
+        }
+        /* Anthropic opens every tool input with an empty fragment */
+        from = p->data.len;
+        an_event_open(&p->data, "content_block_delta");
+        sbuf_printf(&p->data, "{\"type\":\"content_block_delta\",\"index\":%zu,\"delta\":{\"type\":\"input_json_delta\","
+                              "\"partial_json\":\"\"}}\n\n", index);
+        program_seg(p, from, 0);
+        an_stream_pieces(p, pl, index, pl->calls[i].arguments, 1, interval);
+        an_block_stop(p, index);
+    }
+    from = p->data.len;
+    an_event_open(&p->data, "message_delta");
+    sbuf_printf(&p->data, "{\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"%s\",\"stop_sequence\":null},"
+                          "\"usage\":{\"output_tokens\":%zu}}\n\n",
+                pl->ncalls ? "tool_use" : "end_turn", pl->completion_tokens);
+    program_seg(p, from, interval);
+    from = p->data.len;
+    an_event_open(&p->data, "message_stop");
+    sbuf_puts(&p->data, "{\"type\":\"message_stop\"}\n\n");
+    program_seg(p, from, 0);
+}
+
+static void an_render_whole(program_t *p, const convo_t *cv, const plan_t *pl)
+{
+    sbuf_t *b = &p->data;
+    if (pl->has_fault && pl->fault.malformed_chunk) {
+        sbuf_puts(b, "{\"type\":\"message\",\"content\": [");
+    } else {
+        sbuf_printf(b, "{\"id\":\"msg_%s\",\"type\":\"message\",\"role\":\"assistant\",\"model\":", an_id_tail(pl->id));
+        sbuf_json_cstr(b, cv->model);
+        sbuf_puts(b, ",\"content\":[");
+        int first = 1;
+        if (pl->content != NULL && (pl->content[0] != '\0' || pl->ncalls == 0)) {
+            sbuf_puts(b, "{\"type\":\"text\",\"text\":");
+            sbuf_json_cstr(b, pl->content);
+            sbuf_puts(b, "}");
+            first = 0;
+        }
+        for (size_t i = 0; i < pl->ncalls; i++) {
+            sbuf_printf(b, "%s{\"type\":\"tool_use\",\"id\":\"toolu_%s\",\"name\":", first ? "" : ",",
+                        an_id_tail(pl->calls[i].id));
+            sbuf_json_cstr(b, pl->calls[i].name);
+            sbuf_puts(b, ",\"input\":");
+            /* an object goes in as it is; anything else (a deliberately broken script
+             * argument) as a JSON string, which a client must reject */
+            json_t *in = json_loads(pl->calls[i].arguments, 0, NULL);
+            if (json_is_object(in))
+                sbuf_puts(b, pl->calls[i].arguments);
+            else
+                sbuf_json_cstr(b, pl->calls[i].arguments);
+            json_decref(in);
+            sbuf_puts(b, "}");
+            first = 0;
+        }
+        sbuf_printf(b, "],\"stop_reason\":\"%s\",\"stop_sequence\":null,\"usage\":", pl->ncalls ? "tool_use" : "end_turn");
+        an_usage(b, pl, (int)pl->completion_tokens);
+        sbuf_puts(b, "}");
+    }
+    p->content_length = b->len;
+    size_t half = b->len / 2;
+    p->segs = xcalloc(2, sizeof(*p->segs));
+    p->segs_cap = 2;
+    p->segs[p->nsegs++] = (seg_t){(uint32_t)pl->ttft_ms, 0, half};
+    p->segs[p->nsegs++] = (seg_t){0, half, b->len - half};
+}
+
+/* The Anthropic serializer: plan -> program. */
+static program_t *an_render(const convo_t *cv, const plan_t *pl)
+{
+    program_t *p = program_new();
+    const fault_t *f = pl->has_fault ? &pl->fault : NULL;
+    if (f != NULL)
+        p->head_delay_ms = (uint32_t)f->stall_ms;
+    if (f != NULL && f->close) {
+        p->close_now = 1;
+        return p;
+    }
+    if (f != NULL && f->status != 0) {
+        p->status = f->status;
+        p->reason = status_reason(f->status);
+        p->retry_after = f->retry_after;
+        if (f->body != NULL) {
+            sbuf_puts(&p->data, f->body);
+        } else {
+            char msg[96];
+            const char *type = an_error_type(f->status);
+            if (strcmp(type, "overloaded_error") == 0)
+                snprintf(msg, sizeof(msg), "Overloaded");
+            else
+                snprintf(msg, sizeof(msg), "fakellm: injected fault (HTTP %d)", f->status);
+            an_error_json(&p->data, type, msg);
+        }
+        p->content_length = p->data.len;
+        program_seg(p, 0, 0);
+        return p;
+    }
+    if (cv->stream)
+        an_render_stream(p, cv, pl);
+    else
+        an_render_whole(p, cv, pl);
+    if (f != NULL && f->stream_error != NULL && cv->stream) {
+        sbuf_t ev = SBUF_INIT;
+        an_event_open(&ev, "error");
+        an_error_json(&ev, f->stream_error, error_type_message(f->stream_error));
+        sbuf_puts(&ev, "\n\n");
+        program_stream_error(p, ev.data, (uint32_t)pl->chunk_interval_ms);
+        sbuf_free(&ev);
+    }
     if (f != NULL)
         program_apply_faults(p, f);
     return p;
@@ -1785,6 +2488,96 @@ static int handle_chat(thread_t *th, h2o_req_t *req)
     return 0;
 }
 
+static int an_send_error(h2o_req_t *req, int status, const char *type, const char *message)
+{
+    sbuf_t b = SBUF_INIT;
+    an_error_json(&b, type, message);
+    send_body(req, status, "application/json", b.data, b.len);
+    sbuf_free(&b);
+    return 0;
+}
+
+/* A request header's value as a NUL-terminated copy (NULL when absent). */
+static char *header_dup(h2o_req_t *req, const char *name)
+{
+    ssize_t i = h2o_find_header_by_str(&req->headers, name, strlen(name), -1);
+    if (i < 0)
+        return NULL;
+    h2o_iovec_t v = req->headers.entries[i].value;
+    return xstrndup(v.base, v.len);
+}
+
+/* Anthropic's checks before the body: x-api-key (when the script wants one), then
+ * anthropic-version. -1 after answering the error. */
+static int an_check_headers(h2o_req_t *req)
+{
+    pthread_mutex_lock(&G.lock);
+    char *want = G.script->api_key ? xstrdup(G.script->api_key) : NULL;
+    pthread_mutex_unlock(&G.lock);
+    if (want != NULL) {
+        char *key = header_dup(req, "x-api-key");
+        int ok = key != NULL && strcmp(key, want) == 0;
+        free(want);
+        if (!ok) {
+            an_send_error(req, 401, "authentication_error", key ? "invalid x-api-key" : "x-api-key header is required");
+            free(key);
+            return -1;
+        }
+        free(key);
+    }
+    char *version = header_dup(req, "anthropic-version");
+    if (version == NULL) {
+        an_send_error(req, 400, "invalid_request_error", "anthropic-version: header is required");
+        return -1;
+    }
+    int known = strcmp(version, "2023-06-01") == 0 || strcmp(version, "2023-01-01") == 0;
+    if (!known) {
+        char msg[160];
+        snprintf(msg, sizeof(msg), "anthropic-version: invalid version '%.64s'", version);
+        an_send_error(req, 400, "invalid_request_error", msg);
+    }
+    free(version);
+    return known ? 0 : -1;
+}
+
+static int handle_messages(thread_t *th, h2o_req_t *req)
+{
+    json_error_t jerr;
+    json_t *root = json_loadb(req->entity.base ? req->entity.base : "", req->entity.len, 0, &jerr);
+    if (root != NULL) {
+        char *line = json_dumps(root, JSON_COMPACT | JSON_ENCODE_ANY);
+        if (line == NULL)
+            abort();
+        reqs_record(line);
+    }
+    if (an_check_headers(req) != 0) {
+        json_decref(root);
+        return 0;
+    }
+    if (root == NULL) {
+        char msg[400];
+        snprintf(msg, sizeof(msg), "There was an error parsing the body: %s", jerr.text);
+        return an_send_error(req, 400, "invalid_request_error", msg);
+    }
+    convo_t cv;
+    an_err_t e = {0};
+    if (an_parse(root, &cv, &e) != 0) {
+        json_decref(root);
+        convo_free(&cv);
+        an_send_error(req, e.status, e.type, e.msg.data ? e.msg.data : "invalid request");
+        sbuf_free(&e.msg);
+        return 0;
+    }
+    json_decref(root);
+    plan_t pl;
+    plan_build(&cv, &pl);
+    program_t *prog = an_render(&cv, &pl);
+    plan_free(&pl);
+    convo_free(&cv);
+    stream_start(th, req, prog);
+    return 0;
+}
+
 static int handle_requests(h2o_req_t *req)
 {
     if (method_is(req, "DELETE")) {
@@ -1845,6 +2638,11 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         if (!method_is(req, "POST"))
             return send_method_not_allowed(req);
         return handle_chat(th, req);
+    }
+    if (path_is(req, "/v1/messages")) {
+        if (!method_is(req, "POST"))
+            return an_send_error(req, 405, "invalid_request_error", "Method not allowed");
+        return handle_messages(th, req);
     }
     if (path_is(req, "/_fakellm/requests"))
         return handle_requests(req);

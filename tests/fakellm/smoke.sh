@@ -36,7 +36,14 @@ cat >"$TMP/script.json" <<'EOF'
     {"name": "trunc", "match": "truncate", "fault": {"truncate_after_chunks": 2},
      "reply": {"content": "0123456789abcdefghijklmnop"}},
     {"name": "malformed", "match": "malformed", "fault": {"malformed_chunk": true}, "reply": {"content": "x"}},
-    {"name": "drop", "match": "drop", "fault": {"close": true}}
+    {"name": "drop", "match": "drop", "fault": {"close": true}},
+    {"name": "an-only", "protocol": "anthropic", "match": "which protocol", "reply": {"content": "anthropic"}},
+    {"name": "oa-only", "protocol": "openai", "match": "which protocol", "reply": {"content": "openai"}},
+    {"name": "by-model", "model": "^claude-opus", "match": "which model", "reply": {"content": "opus"}},
+    {"name": "other-model", "match": "which model", "reply": {"content": "other"}},
+    {"name": "overload", "match": "overload-mid", "fault": {"stream_error": "overloaded_error"},
+     "reply": {"content": "0123456789abcdef"}},
+    {"name": "busy", "match": "busy", "fault": {"status": 529}}
   ]
 }
 EOF
@@ -163,6 +170,110 @@ R=$(chat "$(msg 'nothing matches this')")
 grep -q 'No rule matched' <<<"$(jq -r .choices[0].message.content <<<"$R")" || fail "no-match page"
 ok "no-match page"
 
+
+# ---- The Anthropic Messages protocol (POST /v1/messages), same rules. ----
+AU=$URL/v1/messages
+AH=(-H 'anthropic-version: 2023-06-01' -H 'content-type: application/json')
+amsg() { jq -cn --arg u "$1" --argjson s "${2:-false}" --arg m "${3:-claude-x}" \
+    '{model:$m,max_tokens:256,stream:$s,system:[{type:"text",text:"You are figment.",cache_control:{type:"ephemeral"}}],
+      messages:[{role:"user",content:$u}]}'; }
+anth() { curl -s "${AH[@]}" "$AU" -d "$1"; }
+acode() { curl -s -o "$TMP/body" -w '%{http_code}' "$@" "$AU"; }
+events() { grep '^event: ' | sed 's/^event: //' | tr '\n' ' '; }
+adata() { grep '^data: {' | sed 's/^data: //'; }
+
+R=$(anth "$(amsg 'say hello')")
+expect_eq "$(jq -r '.type + " " + .role + " " + .stop_reason + " " + .content[0].type' <<<"$R")" \
+    "message assistant end_turn text" "anthropic: non-stream shape"
+expect_eq "$(jq -r .content[0].text <<<"$R")" "héllo wörld ✓ claude-x" "anthropic: non-stream content"
+expect_eq "$(jq -c '.usage | keys' <<<"$R")" \
+    '["cache_creation_input_tokens","cache_read_input_tokens","input_tokens","output_tokens"]' "anthropic: usage keys"
+
+S=$(anth "$(amsg 'say hello' true)")
+expect_eq "$(events <<<"$S")" "message_start content_block_start ping $(printf 'content_block_delta %.0s' $(seq 8))\
+content_block_stop message_delta message_stop " "anthropic: event sequence (22 characters in pieces of 3)"
+expect_eq "$(paste -d' ' <(grep '^event: ' <<<"$S" | sed 's/^event: //') <(adata <<<"$S" | jq -r .type) |
+    awk '$1 != $2' | wc -l)" 0 "anthropic: each event: line names its data's type"
+expect_eq "$(adata <<<"$S" | jq -rj 'select(.type == "content_block_delta") | .delta.text')" \
+    "héllo wörld ✓ claude-x" "anthropic: streamed text (3-character pieces)"
+expect_eq "$(adata <<<"$S" | jq -r 'select(.type == "message_delta") | .delta.stop_reason')" end_turn "anthropic: stop_reason"
+
+# Tool use, streamed: input_json_delta fragments assemble into the arguments.
+ATOOL=$(jq -cn '{model:"claude-x",max_tokens:100,stream:true,
+    tools:[{name:"sql",input_schema:{type:"object"},cache_control:{type:"ephemeral"}}],
+    messages:[{role:"user",content:"# Interaction\npath: /mail/\nquery: {}"}]}')
+S=$(anth "$ATOOL")
+expect_eq "$(adata <<<"$S" | jq -c 'select(.type == "content_block_start") | .content_block | [.type, .name, .input]' |
+    tr '\n' ' ')" '["tool_use","sql",{}] ["tool_use","set_state",{}] ' "anthropic: tool_use blocks"
+expect_eq "$(adata <<<"$S" | jq -rj 'select(.type == "content_block_delta" and .index == 0) | .delta.partial_json' |
+    jq -c .)" '{"query":"SELECT 1"}' "anthropic: tool 0 input from input_json_delta"
+expect_eq "$(adata <<<"$S" | jq -rj 'select(.type == "content_block_delta" and .index == 1) | .delta.partial_json')" \
+    '{bad json' "anthropic: tool 1 raw input"
+expect_eq "$(adata <<<"$S" | jq -r 'select(.type == "message_delta") | .delta.stop_reason')" tool_use \
+    "anthropic: stop_reason tool_use"
+
+# Prompt caching: the marked prefix is written once, then read.
+CM=$(amsg 'say hello' false claude-cache)
+R1=$(anth "$CM"); R2=$(anth "$CM")
+expect_eq "$(jq -c '[.usage.cache_creation_input_tokens > 0, .usage.cache_read_input_tokens]' <<<"$R1")" '[true,0]' \
+    "anthropic: cache write on the first request"
+expect_eq "$(jq -c '[.usage.cache_creation_input_tokens, .usage.cache_read_input_tokens > 0]' <<<"$R2")" '[0,true]' \
+    "anthropic: cache read on the second"
+expect_eq "$(jq '.usage.cache_read_input_tokens' <<<"$R2")" "$(jq '.usage.cache_creation_input_tokens' <<<"$R1")" \
+    "anthropic: read what was written"
+
+# The tool result round: tool_result blocks count as tool results, text blocks as the user's words.
+R=$(anth "$(jq -cn '{model:"claude-x",max_tokens:100,messages:[
+    {role:"user",content:[{type:"text",text:"path: /mail/\nx"}]},
+    {role:"assistant",content:[{type:"text",text:"Looking."},{type:"tool_use",id:"toolu_1",name:"sql",input:{}}]},
+    {role:"user",content:[{type:"tool_result",tool_use_id:"toolu_1",content:[{type:"text",text:"id | subject\n(0 rows)"}]}]}]}')")
+expect_eq "$(jq -r .content[0].text <<<"$R")" $'# Inbox\nid | subject\n(0 rows)' "anthropic: tool result template"
+
+# protocol and model rule keys.
+expect_eq "$(anth "$(amsg 'which protocol')" | jq -r .content[0].text)" anthropic "protocol rule: anthropic"
+expect_eq "$(chat "$(msg 'which protocol')" | jq -r .choices[0].message.content)" openai "protocol rule: openai"
+expect_eq "$(anth "$(amsg 'which model' false claude-opus-9)" | jq -r .content[0].text)" opus "model rule matches"
+expect_eq "$(anth "$(amsg 'which model' false claude-haiku)" | jq -r .content[0].text)" other "model rule skips"
+
+# Validation, in Anthropic's error shape.
+expect_eq "$(acode "${AH[@]}" -d '{"max_tokens":1,"messages":[{"role":"user","content":"x"}]}')" 400 \
+    "anthropic: missing model -> 400"
+expect_eq "$(jq -r '.type + " " + .error.type' "$TMP/body")" "error invalid_request_error" "anthropic: error shape"
+expect_eq "$(acode "${AH[@]}" -d '{"model":"m","messages":[{"role":"user","content":"x"}]}')" 400 \
+    "anthropic: missing max_tokens -> 400"
+expect_eq "$(acode "${AH[@]}" -d '{"model":"m","max_tokens":0,"messages":[{"role":"user","content":"x"}]}')" 400 \
+    "anthropic: max_tokens 0 -> 400"
+expect_eq "$(acode "${AH[@]}" -d '{"model":"m","max_tokens":5,"messages":[{"role":"assistant","content":"x"}]}')" 400 \
+    "anthropic: first message not user -> 400"
+expect_eq "$(acode "${AH[@]}" -d '{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"x"},{"role":"user","content":"y"}]}')" \
+    400 "anthropic: roles not alternating -> 400"
+expect_eq "$(acode "${AH[@]}" -d '{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"x"},{"role":"assistant","content":[{"type":"tool_use","id":"t1","name":"f","input":{}}]},{"role":"user","content":[{"type":"tool_result","tool_use_id":"t9","content":"r"}]}]}')" \
+    400 "anthropic: tool_result without its tool_use -> 400"
+grep -q 'unexpected `tool_use_id`' "$TMP/body" || fail "tool_result message: $(cat "$TMP/body")"
+expect_eq "$(acode "${AH[@]}" -d '{"model":"m","max_tokens":5,"bogus":1,"messages":[{"role":"user","content":"x"}]}')" 400 \
+    "anthropic: unknown param -> 400"
+expect_eq "$(acode -d '{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"x"}]}')" 400 \
+    "anthropic: no anthropic-version -> 400"
+
+# Faults, Anthropic-shaped.
+expect_eq "$(acode "${AH[@]}" -d "$(amsg busy)")" 529 "anthropic: status 529"
+expect_eq "$(jq -r .error.type "$TMP/body")" overloaded_error "anthropic: 529 is overloaded_error"
+S=$(anth "$(amsg overload-mid true)")
+expect_eq "$(events <<<"$S")" "message_start content_block_start ping content_block_delta error " \
+    "stream_error: an error event after the first delta"
+expect_eq "$(adata <<<"$S" | tail -1 | jq -c .)" \
+    '{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}' "stream_error: the event"
+S=$(chat "$(msg overload-mid true)")
+expect_eq "$(sse_json <<<"$S" | tail -1 | jq -r .error.type)" overloaded_error "stream_error on the OpenAI side"
+set +e
+curl -s -o "$TMP/body" "${AH[@]}" "$AU" -d "$(amsg truncate true)"; rc=$?
+set -e
+[ "$rc" -ne 0 ] || fail "anthropic truncate: curl succeeded"
+expect_eq "$(grep -c '^event: ' "$TMP/body")" 2 "anthropic truncate_after_chunks: 2 events (curl $rc)"
+anth "$(amsg malformed true)" | grep -q '^data: {"type": "content_block_delta", "index": \[$' || fail "anthropic malformed"
+ok "anthropic malformed_chunk"
+expect_eq "$(curl -s -o /dev/null -w '%{http_code}' "$AU")" 405 "anthropic: GET -> 405"
+
 # Recorded requests.
 N=$(curl -s "$URL/_fakellm/requests" | jq length)
 [ "$N" -gt 10 ] || fail "recorded $N requests"
@@ -175,12 +286,24 @@ expect_eq "$(curl -s "$URL/_fakellm/requests")" "[]" "DELETE clears"
 expect_eq "$(curl -s -o "$TMP/body" -w '%{http_code}' -X PUT "$URL/_fakellm/script" -d '{"rules":[],"extra":1}')" 400 \
     "bad PUT script -> 400"
 grep -q 'unknown key' "$TMP/body" || fail "bad PUT message: $(cat "$TMP/body")"
+expect_eq "$(curl -s -o "$TMP/body" -w '%{http_code}' -X PUT "$URL/_fakellm/script" \
+    -d '{"rules":[{"protocol":"grpc","reply":{"content":"x"}}]}')" 400 "bad protocol -> 400"
+grep -q 'rules\[0\].protocol' "$TMP/body" || fail "bad protocol message: $(cat "$TMP/body")"
+expect_eq "$(curl -s -o "$TMP/body" -w '%{http_code}' -X PUT "$URL/_fakellm/script" \
+    -d '{"rules":[{"fault":{"stream_error":"Overloaded!"},"reply":{"content":"x"}}]}')" 400 "bad stream_error -> 400"
+grep -q 'rules\[0\].fault.stream_error' "$TMP/body" || fail "bad stream_error message: $(cat "$TMP/body")"
 expect_eq "$(curl -s -o /dev/null -w '%{http_code}' -X PUT "$URL/_fakellm/script" \
     -d '{"require_api_key":"sk-test","rules":[{"reply":{"content":"new"}}]}')" 200 "PUT script"
 expect_eq "$(code -d "$(msg x)")" 401 "no key -> 401"
 expect_eq "$(code -H 'Authorization: Bearer sk-wrong' -d "$(msg x)")" 401 "wrong key -> 401"
 expect_eq "$(curl -s -H 'Authorization: Bearer sk-test' "$URL/v1/chat/completions" -d "$(msg x)" |
     jq -r .choices[0].message.content)" new "right key, new script"
+expect_eq "$(acode "${AH[@]}" -d "$(amsg x)")" 401 "anthropic: no x-api-key -> 401"
+expect_eq "$(jq -r .error.type "$TMP/body")" authentication_error "anthropic: authentication_error"
+expect_eq "$(acode "${AH[@]}" -H 'x-api-key: sk-wrong' -d "$(amsg x)")" 401 "anthropic: wrong key -> 401"
+expect_eq "$(acode "${AH[@]}" -H 'Authorization: Bearer sk-test' -d "$(amsg x)")" 401 "anthropic: Bearer is not x-api-key"
+expect_eq "$(curl -s "${AH[@]}" -H 'x-api-key: sk-test' "$AU" -d "$(amsg x)" | jq -r .content[0].text)" new \
+    "anthropic: right key"
 
 kill "$PID"
 wait "$PID" || fail "fakellm exited with $?"

@@ -86,13 +86,14 @@ class Proc:
 
 
 class FakeLLM(Proc):
-    def __init__(self, workdir, script):
-        path = os.path.join(workdir, "script.json")
+    def __init__(self, workdir, script, name="fakellm"):
+        path = os.path.join(workdir, f"{name}-script.json")
         with open(path, "w") as f:
             json.dump(script, f)
         super().__init__([os.path.join(BUILD, "tests", "fakellm"), "--listen", "127.0.0.1:0", "--script", path],
-                         dict(os.environ), "fakellm", workdir)
+                         dict(os.environ), name, workdir)
         self.base_url = f"http://127.0.0.1:{self.port}/v1"
+        self.root_url = f"http://127.0.0.1:{self.port}"
 
     def _call(self, method, path, body=None):
         c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10 * SLOW)
@@ -171,10 +172,11 @@ class Browser:
 
 
 class Figment(Proc):
-    def __init__(self, workdir, llm_url=None, extra_env=None, prompts=None, threads=2):
+    def __init__(self, workdir, llm_url=None, extra_env=None, prompts=None, threads=2, config=None):
         self.var = os.path.join(workdir, "var")
         env = dict(os.environ)
-        for k in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "FIGMENT_MODEL"):
+        for k in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "FIGMENT_MODEL", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL",
+                  "FIGMENT_ANTHROPIC_MODEL"):
             env.pop(k, None)
         if llm_url:
             env["OPENAI_BASE_URL"] = llm_url
@@ -184,6 +186,11 @@ class Figment(Proc):
         self.argv = [os.path.join(BUILD, "figment"), "serve", "--listen", "127.0.0.1:0", "--threads", str(threads),
                      "--var", self.var, "--prompts", prompts or os.path.join(ROOT, "prompts"),
                      "--static", os.path.join(ROOT, "static")]
+        if config is not None:  # a dict: written as figment.json
+            path = os.path.join(workdir, "figment.json")
+            with open(path, "w") as f:
+                json.dump(config, f)
+            self.argv += ["--config", path]
         self.env = env
         super().__init__(self.argv, env, "figment", workdir)
 

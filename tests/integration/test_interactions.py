@@ -156,9 +156,14 @@ def test_upstream_500_refused_and_truncated_give_error_pages(figment, fakellm, w
     r = b.get("/mail/")
     assert r.status == 502 and "malformed" in r.text
 
-    # still serving afterwards
+    # still serving afterwards; after this many failures (500 retried 3 times, then two
+    # broken streams) the provider's circuit breaker is open, and says so at once
     fakellm.set_script({"rules": [{"match": ".", "reply": {"content": "# Fine\n"}}]})
-    assert b.get("/mail/").status == 200
+    assert b.get("/").status == 200
+    fakellm.clear()
+    r = b.get("/mail/")
+    assert r.status == 502 and "circuit breaker open" in r.text
+    assert fakellm.requests() == []
 
 
 def test_refused_connection_gives_502(workdir):
@@ -181,7 +186,7 @@ def test_error_leaves_the_session_untouched(figment, fakellm):
     fakellm.set_script({"rules": [
         {"match": "path: /mail/a", "tool_results": 0,
          "reply": {"tool_calls": [{"name": "set_state", "arguments": {"patch": {"broken": True}}}]}},
-        {"match": "path: /mail/a", "fault": {"status": 503}},
+        {"match": "path: /mail/a", "fault": {"status": 400}},  # not retried: the breaker stays closed
         {"match": ".", "reply": {"content": "# Ok\n"}},
     ]})
     b = figment.browser()

@@ -1,6 +1,7 @@
 /*
  * test_app.c — app.json validation (every kind of error, checking the message
- * names the file and the key), app folders (names, prompt.md), apps_load_all,
+ * names the file and the key), the "models" chain and "routing" rules with
+ * app_route_match, app folders (names, prompt.md), apps_load_all,
  * and the app database: seeding once, atomically, and the schema text.
  */
 #include <stdarg.h>
@@ -85,6 +86,10 @@ static void json_bad(const char *text, const char *want_msg)
     assert_null(app.title);
     assert_null(app.description);
     assert_null(app.model);
+    assert_null(app.models);
+    assert_int_equal(app.n_models, 0);
+    assert_null(app.routes);
+    assert_int_equal(app.n_routes, 0);
 }
 
 static void test_json_minimal_defaults(void **s)
@@ -180,7 +185,7 @@ static void test_json_unknown_keys(void **s)
              "prompts/mail/app.json: limits.deadlin_ms: unknown key (expected one of: max_tool_rounds, deadline_ms, "
              "max_state_bytes, max_body_bytes, sql_max_rows, sql_timeout_ms, max_output_tokens, history_items)");
     json_bad("{\"title\":\"a\",\"description\":\"b\",\"titel\":\"c\"}",
-             P ": titel: unknown key (expected one of: title, description, model, tools, limits)");
+             P ": titel: unknown key (expected one of: title, description, model, models, routing, tools, limits)");
     json_bad("{\"title\":\"a\",\"description\":\"b\",\"tools\":{\"http\":{}}}",
              P ": tools.http: unknown key (expected one of: sql, set_state)");
     json_bad("{\"title\":\"a\",\"description\":\"b\",\"tools\":{\"sql\":{\"acess\":\"read\"}}}",
@@ -288,6 +293,126 @@ static void test_json_strings(void **s)
     fig_buf_append_str(&b, "\"}");
     json_bad(b.data, P ": description: expected a string of 1 to 300 characters, got 301");
     fig_buf_free(&b);
+}
+
+/* ---- models and routing ---- */
+
+#define TD "\"title\":\"a\",\"description\":\"b\""
+
+static void test_json_models_routing(void **s)
+{
+    (void)s;
+    app_t app;
+    memset(&app, 0, sizeof(app));
+    fig_err_t err = {0};
+    const char *text = "{" TD ",\n"
+                       "  \"models\": [\"openai/gpt-4o-mini\", \"anthropic/claude-haiku-4-5\"],\n"
+                       "  \"routing\": [\n"
+                       "    {\"method\": \"GET\", \"path\": \"^/mail/(message|folder)/\", \"models\": [\"openai/gpt-4o\"]},\n"
+                       "    {\"method\": \"POST\", \"models\": [\"anthropic/claude-sonnet-4-5\", \"openai/gpt-4o\"]},\n"
+                       "    {\"path\": \"^/search\", \"models\": [\"local-1/meta-llama/Llama-3\"]}\n"
+                       "  ]\n"
+                       "}";
+    if (app_parse_json(&app, P, text, &err) != 0)
+        fail_msg("%s", err.msg);
+    assert_null(app.model);
+    assert_int_equal(app.n_models, 2);
+    assert_string_equal(app.models[0], "openai/gpt-4o-mini");
+    assert_string_equal(app.models[1], "anthropic/claude-haiku-4-5");
+    assert_int_equal(app.n_routes, 3);
+    assert_string_equal(app.routes[0].method, "GET");
+    assert_string_equal(app.routes[0].path, "^/mail/(message|folder)/");
+    assert_non_null(app.routes[0].path_re);
+    assert_int_equal(app.routes[0].n_models, 1);
+    assert_string_equal(app.routes[0].models[0], "openai/gpt-4o");
+    assert_null(app.routes[1].path);
+    assert_null(app.routes[1].path_re);
+    assert_int_equal(app.routes[1].n_models, 2);
+    assert_null(app.routes[2].method);
+    assert_string_equal(app.routes[2].models[0], "local-1/meta-llama/Llama-3");
+
+    /* First match wins; method and path both must match; NULL = any. */
+    assert_ptr_equal(app_route_match(&app, "GET", "/mail/message/42"), &app.routes[0]);
+    assert_ptr_equal(app_route_match(&app, "GET", "/mail/folder/inbox"), &app.routes[0]);
+    assert_ptr_equal(app_route_match(&app, "POST", "/mail/message/42"), &app.routes[1]);
+    assert_ptr_equal(app_route_match(&app, "POST", "/search"), &app.routes[1]);
+    assert_ptr_equal(app_route_match(&app, "GET", "/search?q=x"), &app.routes[2]);
+    assert_null(app_route_match(&app, "GET", "/mail/compose"));
+    assert_null(app_route_match(&app, "GET", "/x/mail/message/1")); /* anchored */
+    assert_null(app_route_match(&app, "HEAD", "/mail/message/1"));
+    assert_null(app_route_match(&app, "GET", NULL));
+
+    /* Re-parsing replaces the chain and the routes (ASan checks the old ones are freed). */
+    assert_int_equal(app_parse_json(&app, P, "{" TD ",\"model\":\"gpt-4o\",\"routing\":[{\"models\":[\"p/m\"]}]}", &err),
+                     0);
+    assert_string_equal(app.model, "gpt-4o");
+    assert_null(app.models);
+    assert_int_equal(app.n_models, 0);
+    assert_int_equal(app.n_routes, 1);
+    assert_ptr_equal(app_route_match(&app, "GET", "/anything"), &app.routes[0]);
+    assert_ptr_equal(app_route_match(&app, NULL, NULL), &app.routes[0]);
+    /* A failed parse keeps them. */
+    assert_int_equal(app_parse_json(&app, P, "{" TD ",\"routing\":[{\"path\":\"(\",\"models\":[\"p/m\"]}]}", &err), -1);
+    assert_int_equal(app.n_routes, 1);
+    assert_string_equal(app.routes[0].models[0], "p/m");
+    /* No routing: nothing matches. */
+    assert_int_equal(app_parse_json(&app, P, "{" TD ",\"routing\":[]}", &err), 0);
+    assert_int_equal(app.n_routes, 0);
+    assert_null(app_route_match(&app, "GET", "/"));
+
+    /* Through app_free too. */
+    app_t *heap = calloc(1, sizeof(*heap));
+    assert_int_equal(app_parse_json(heap, P, text, &err), 0);
+    app_free(heap);
+    free(app.title);
+    free(app.description);
+    free(app.model);
+    free(app.routes);
+}
+
+static void test_json_models_routing_errors(void **s)
+{
+    (void)s;
+    json_bad("{" TD ",\"model\":\"gpt-4o\",\"models\":[\"p/m\"]}", P ": models: use one of model or models, not both");
+    json_bad("{" TD ",\"models\":\"p/m\"}", P ": models: expected an array of 1 to 8 \"provider/model\" strings, got a string");
+    json_bad("{" TD ",\"models\":[]}", P ": models: expected an array of 1 to 8 \"provider/model\" strings, got 0");
+    json_bad("{" TD ",\"models\":[\"a/1\",\"a/2\",\"a/3\",\"a/4\",\"a/5\",\"a/6\",\"a/7\",\"a/8\",\"a/9\"]}",
+             P ": models: expected an array of 1 to 8 \"provider/model\" strings, got 9");
+    json_bad("{" TD ",\"models\":[\"p/m\", 5]}", P ": models[1]: expected a \"provider/model\" string, got an integer");
+    static const char *const bad_specs[] = {"gpt-4o", "/m", "p/", "P/m", "-p/m", "p q/m", "p/m\\u0001",
+                                            "abcdefghijklmnopqrstuvwxyz0123456/m"};
+    for (size_t i = 0; i < sizeof(bad_specs) / sizeof(bad_specs[0]); i++) {
+        char text[256];
+        snprintf(text, sizeof(text), "{" TD ",\"models\":[\"%s\"]}", bad_specs[i]);
+        json_bad(text, P ": models[0]: expected \"provider/model\" (provider [a-z0-9][a-z0-9_-]{0,31}, model 1 to 200 "
+                       "characters), got");
+    }
+    json_bad("{" TD ",\"routing\":{}}", P ": routing: expected an array of rules, got an object");
+    fig_buf_t b = FIG_BUF_INIT;
+    fig_buf_append_str(&b, "{" TD ",\"routing\":[");
+    for (int i = 0; i < 33; i++)
+        fig_buf_appendf(&b, "%s{\"models\":[\"p/m\"]}", i ? "," : "");
+    fig_buf_append_str(&b, "]}");
+    json_bad(b.data, P ": routing: at most 32 rules, got 33");
+    fig_buf_free(&b);
+    json_bad("{" TD ",\"routing\":[{\"models\":[\"p/m\"]}, 1]}", P ": routing[1]: expected an object, got an integer");
+    json_bad("{" TD ",\"routing\":[{\"models\":[\"p/m\"],\"metod\":\"GET\"}]}",
+             P ": routing[0].metod: unknown key (expected one of: method, path, models)");
+    json_bad("{" TD ",\"routing\":[{\"method\":\"GET\"}]}",
+             P ": routing[0].models: missing (expected an array of 1 to 8 \"provider/model\" strings)");
+    json_bad("{" TD ",\"routing\":[{\"models\":[\"p/m\"]},{\"method\":\"get\",\"models\":[\"p/m\"]}]}",
+             P ": routing[1].method: expected \"GET\" or \"POST\", got \"get\"");
+    json_bad("{" TD ",\"routing\":[{\"method\":[\"GET\"],\"models\":[\"p/m\"]}]}",
+             P ": routing[0].method: expected \"GET\" or \"POST\", got an array");
+    json_bad("{" TD ",\"routing\":[{\"path\":\"^/(a\",\"models\":[\"p/m\"]}]}",
+             P ": routing[0].path: invalid regular expression: ");
+    json_bad("{" TD ",\"routing\":[{\"path\":\"\",\"models\":[\"p/m\"]}]}",
+             P ": routing[0].path: expected a regular expression of 1 to 500 characters");
+    json_bad("{" TD ",\"routing\":[{\"path\":5,\"models\":[\"p/m\"]}]}",
+             P ": routing[0].path: expected a regular expression string, got an integer");
+    json_bad("{" TD ",\"routing\":[{\"path\":\"^/a\",\"models\":[\"p/m\"]},{\"path\":\"^/b\",\"models\":[\"bad\"]}]}",
+             P ": routing[1].models[0]: expected \"provider/model\"");
+    json_bad("{" TD ",\"routing\":[{\"models\":[]}]}", P ": routing[0].models: expected an array of 1 to 8");
 }
 
 /* ---- app folders ---- */
@@ -603,7 +728,8 @@ int main(void)
         cmocka_unit_test(test_json_minimal_defaults), cmocka_unit_test(test_json_full),
         cmocka_unit_test(test_json_syntax_errors),    cmocka_unit_test(test_json_unknown_keys),
         cmocka_unit_test(test_json_types),            cmocka_unit_test(test_json_ranges),
-        cmocka_unit_test(test_json_strings),          cmocka_unit_test(test_app_load),
+        cmocka_unit_test(test_json_strings),          cmocka_unit_test(test_json_models_routing),
+        cmocka_unit_test(test_json_models_routing_errors), cmocka_unit_test(test_app_load),
         cmocka_unit_test(test_app_names),             cmocka_unit_test(test_apps_load_all),
         cmocka_unit_test(test_db_prepare_seeds_once), cmocka_unit_test(test_db_prepare_no_seed),
         cmocka_unit_test(test_db_prepare_bad_seed),   cmocka_unit_test(test_db_schema_order),

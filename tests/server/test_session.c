@@ -12,6 +12,7 @@
 
 #include <fcntl.h>
 #include <sqlite3.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -363,7 +364,7 @@ static void test_store_schema_and_format(void **s)
     sqlite3_finalize(q);
     assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &q, NULL), SQLITE_OK);
     assert_int_equal(sqlite3_step(q), SQLITE_ROW);
-    assert_int_equal(sqlite3_column_int(q, 0), 1);
+    assert_int_equal(sqlite3_column_int(q, 0), 2);
     sqlite3_finalize(q);
     assert_int_equal(sqlite3_prepare_v2(db, "SELECT seq, method, path, title FROM interactions", -1, &q, NULL),
                      SQLITE_OK);
@@ -479,6 +480,59 @@ static void test_store_two_connections(void **s)
     session_store_close(b);
 }
 
+static void sum_app(void *ctx, const char *app, double usd)
+{
+    char *out = ctx;
+    char line[64];
+    snprintf(line, sizeof(line), "%s=%.4f;", app, usd);
+    strcat(out, line);
+}
+
+/* Usage rows add up per session and per app over a time window; the last good page of
+ * a URL is replaced, not accumulated, and survives reopening the store. */
+static void test_store_usage_and_pages(void **s)
+{
+    (void)s;
+    session_store_t *st = open_store("usage.db");
+    fig_err_t err = {0};
+    const char *a = "0123456789abcdef0123456789abcdef", *b = "fedcba9876543210fedcba9876543210";
+    session_usage_t u = {a, "mail", "openai/gpt", "ok", 100, 40, 0, 20, 0.25, "openai/gpt: ok", 1000};
+    assert_int_equal(session_record_usage(st, &u, &err), 0);
+    u.cost_usd = 0.5;
+    u.app = "notes";
+    u.created_at = 5000;
+    assert_int_equal(session_record_usage(st, &u, &err), 0);
+    u.session_id = b;
+    u.cost_usd = 1.0;
+    u.outcome = "upstream";
+    assert_int_equal(session_record_usage(st, &u, &err), 0);
+    assert_true(fabs(session_spent_usd(st, a, &err) - 0.75) < 1e-9);
+    assert_true(fabs(session_spent_usd(st, b, &err) - 1.0) < 1e-9);
+    assert_true(fabs(session_spent_usd(st, "nobody", &err)) < 1e-9);
+    char sums[256] = "";
+    assert_int_equal(session_spent_since(st, 0, sum_app, sums, &err), 0);
+    assert_string_equal(sums, "mail=0.2500;notes=1.5000;");
+    sums[0] = '\0';
+    assert_int_equal(session_spent_since(st, 2000, sum_app, sums, &err), 0);
+    assert_string_equal(sums, "notes=1.5000;");
+
+    char *title = NULL, *html = NULL;
+    int64_t at = 0;
+    assert_int_equal(session_page_load(st, a, "mail", "/mail/", &title, &html, &at, &err), 0);
+    assert_int_equal(session_page_save(st, a, "mail", "/mail/", "Inbox", "<h1>Inbox</h1>", &err), 0);
+    assert_int_equal(session_page_save(st, a, "mail", "/mail/", "Inbox 2", "<h1>Inbox 2</h1>", &err), 0);
+    session_store_close(st);
+    st = open_store("usage.db");
+    assert_int_equal(session_page_load(st, a, "mail", "/mail/", &title, &html, &at, &err), 1);
+    assert_string_equal(title, "Inbox 2");
+    assert_string_equal(html, "<h1>Inbox 2</h1>");
+    assert_true(at > 0);
+    free(title);
+    free(html);
+    assert_int_equal(session_page_load(st, b, "mail", "/mail/", &title, &html, &at, &err), 0);
+    session_store_close(st);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -493,6 +547,7 @@ int main(void)
         cmocka_unit_test(test_store_corrupt_state),
         cmocka_unit_test(test_store_bad_arguments),
         cmocka_unit_test(test_store_two_connections),
+        cmocka_unit_test(test_store_usage_and_pages),
     };
     return cmocka_run_group_tests(tests, setup_dir, teardown_dir);
 }
