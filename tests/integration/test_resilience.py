@@ -294,3 +294,26 @@ def test_anthropic_provider_runs_a_tool_round(workdir, two):
         assert line["model"] == "anthropic/claude-test" and line["prompt_tokens"] > 0
     finally:
         fig.stop()
+
+
+def test_the_global_upstream_cap_answers_429(workdir, two):
+    import threading
+    a, b = two
+    a.set_script({"rules": [{"match": ".", "ttft_ms": 1500, "reply": {"content": "# Slow\n"}}]})
+    fig = start(workdir, a, b, rate_limits={"max_concurrent_upstream": 1})
+    try:
+        statuses = []
+
+        def one():
+            statuses.append(fig.browser().get("/notes/").status)
+
+        first = threading.Thread(target=one)
+        first.start()
+        time.sleep(0.5 * SLOW)  # the first interaction holds the only upstream slot
+        r = fig.browser().get("/notes/")
+        first.join()
+        assert r.status == 429 and r.header("retry-after") == "1" and "busy" in r.text
+        assert statuses == [200]
+        assert fig.browser().get("/static/app.css").status == 200
+    finally:
+        fig.stop()
