@@ -14,6 +14,8 @@
 
 #include "../tools/tools.h"
 #include "llm_router.h"
+#include "metrics.h"
+#include "operator.h"
 #include "render.h"
 
 static void ask_model(interaction_t *ix);
@@ -53,6 +55,87 @@ static void record_done(worker_job_t *job)
     interaction_unref(H2O_STRUCT_FROM_MEMBER(interaction_t, job, job));
 }
 
+static double ns_to_ms(uint64_t a, uint64_t b)
+{
+    return b > a ? (double)(b - a) / 1e6 : 0;
+}
+
+/* The one trace of this interaction, to the trace store, the metrics and OTLP. */
+static void record_trace(interaction_t *ix)
+{
+    const interaction_record_t *r = &ix->rec;
+    double total = ns_to_ms(r->start_ns, r->end_ns);
+    double overhead = total - r->llm_ms - r->tool_ms;
+    if (overhead < 0)
+        overhead = 0;
+    metrics_interaction_t m = {
+        .app = ix->rt->app->name,
+        .model = r->model,
+        .outcome = r->outcome,
+        .total_s = total / 1e3,
+        .ttft_s = r->llm_calls > 0 ? r->first_ttft_ms / 1e3 : -1,
+        .overhead_s = overhead / 1e3,
+        .prompt_tokens = r->usage.prompt_tokens,
+        .cached_tokens = r->usage.cached_tokens,
+        .cache_write_tokens = r->usage.cache_write_tokens,
+        .completion_tokens = r->usage.completion_tokens,
+        .cost_usd = r->cost_usd,
+    };
+    metrics_interaction(&m);
+    if (ix->env->traces == NULL && ix->env->otlp == NULL)
+        return;
+
+    trace_t *t = trace_new();
+    memcpy(t->trace_id, ix->trace_id, sizeof(t->trace_id));
+    memcpy(t->span_id, ix->span_id, sizeof(t->span_id));
+    memcpy(t->session_id, ix->session.id, sizeof(t->session_id));
+    t->app = fig_strdup(ix->rt->app->name);
+    t->method = fig_strdup(ix->method ? ix->method : "");
+    t->path = fig_strdup(ix->url ? ix->url : "");
+    t->route_rule = fig_strdup(r->route_rule ? r->route_rule : "default");
+    t->model = fig_strdup(r->model);
+    const char *slash = strchr(r->model, '/');
+    t->provider = slash ? fig_strndup(r->model, (size_t)(slash - r->model)) : fig_strdup("");
+    t->route = fig_strdup(r->route);
+    t->prompt_version = fig_strdup(ix->rt->prompt_version);
+    t->status = r->status;
+    t->outcome = fig_strdup(r->outcome);
+    t->error = ix->error_text ? fig_strdup(ix->error_text) : NULL;
+    struct timespec wall;
+    clock_gettime(CLOCK_REALTIME, &wall);
+    t->started_unix_ms = (int64_t)wall.tv_sec * 1000 + wall.tv_nsec / 1000000 - (int64_t)total;
+    t->queued_ms = r->session_loaded_ns ? ns_to_ms(r->start_ns, r->session_loaded_ns) : 0;
+    t->connect_ms = r->connect_ms;
+    t->ttft_ms = r->first_ttft_ms;
+    t->llm_ms = r->llm_ms;
+    t->tool_ms = r->tool_ms;
+    t->render_ms = r->render_ms;
+    t->total_ms = total;
+    t->overhead_ms = overhead;
+    t->prompt_tokens = r->usage.prompt_tokens;
+    t->cached_tokens = r->usage.cached_tokens;
+    t->cache_write_tokens = r->usage.cache_write_tokens;
+    t->completion_tokens = r->usage.completion_tokens;
+    t->cost_usd = r->cost_usd;
+    t->attempts = r->attempts;
+    t->cache_hit = 0;
+    t->stale = r->stale;
+    t->state = ix->state_before ? json_incref(ix->state_before) : json_object();
+    t->request = json_pack("{s:s, s:s, s:O, s:O}", "method", ix->method ? ix->method : "", "path",
+                           ix->path ? ix->path : "", "query", ix->query ? ix->query : json_null(), "form",
+                           ix->form ? ix->form : json_null());
+    t->tool_calls = json_incref(ix->tool_log);
+    t->messages = ix->messages ? json_deep_copy(ix->messages) : json_array();
+    t->answer = ix->result.content.data ? fig_strdup(ix->result.content.data) : NULL;
+    t->page_html = ix->page_html ? fig_strdup(ix->page_html) : NULL;
+    if (ix->env->otlp != NULL)
+        otlp_submit(ix->env->otlp, t);
+    if (ix->env->traces != NULL)
+        trace_submit(ix->env->traces, t);
+    else
+        trace_free(t);
+}
+
 static void finish(interaction_t *ix, int status, const char *outcome)
 {
     ix->rec.status = status;
@@ -60,6 +143,7 @@ static void finish(interaction_t *ix, int status, const char *outcome)
     ix->rec.end_ns = interaction_now_ns();
     if (!ix->env->quiet)
         interaction_log(ix);
+    record_trace(ix);
     ix->env->respond(ix, status);
     if (ix->rec.attempts > 0 || (status == 200 && ix->page_html != NULL)) {
         ix->job.run = record_run;
@@ -72,6 +156,8 @@ static void finish(interaction_t *ix, int status, const char *outcome)
 
 static void fail(interaction_t *ix, int status, const char *outcome, const char *heading, const char *message)
 {
+    free(ix->error_text);
+    ix->error_text = fig_strdup(message);
     fig_buf_reset(&ix->page);
     layout_opts_t lo = {ix->rt->app->name, ix->rt->app->title, heading};
     layout_error_page(&ix->page, &lo, status, heading, message, ix->url);
@@ -178,6 +264,8 @@ static void load_session_done(worker_job_t *job)
     if (ix->req == NULL)
         goto Exit;
     ix->rec.session_loaded_ns = interaction_now_ns();
+    if (ix->session.state != NULL)
+        ix->state_before = json_deep_copy(ix->session.state);
     if (ix->job_err.code != FIG_OK) {
         fail(ix, 500, "session_store", "figment could not load your session", ix->job_err.msg);
         goto Exit;
@@ -221,8 +309,10 @@ static void on_model_answer(void *ctx, const fig_err_t *err, const llm_route_rep
     ix->rec.retries += rep->retries;
     ix->rec.fallbacks += rep->fallbacks;
     ix->rec.hedges += rep->hedges;
-    if (ix->rec.llm_calls == 1)
+    if (ix->rec.llm_calls == 1) {
         ix->rec.first_ttft_ms = rep->ttft_ms;
+        ix->rec.connect_ms = rep->connect_ms;
+    }
     ix->rec.usage.prompt_tokens += rep->usage.prompt_tokens;
     ix->rec.usage.cached_tokens += rep->usage.cached_tokens;
     ix->rec.usage.cache_write_tokens += rep->usage.cache_write_tokens;
@@ -319,8 +409,12 @@ void agent_abandon(interaction_t *ix)
 
 /* ---- step 3: run the tools the model called ---- */
 
-static void add_tool_result(interaction_t *ix, const llm_tool_call_t *c, const char *text)
+static void add_tool_result(interaction_t *ix, const llm_tool_call_t *c, const char *text, double ms)
 {
+    json_array_append_new(ix->tool_log,
+                          json_pack("{s:s, s:s, s:s, s:f, s:b}", "name", c->name ? c->name : "", "arguments",
+                                    c->arguments.data ? c->arguments.data : "", "result", text, "ms", ms,
+                                    "is_error", strncmp(text, "error: ", 7) == 0));
     json_array_append_new(ix->messages, json_pack("{s:s, s:s, s:s, s:s}", "role", "tool", "tool_call_id",
                                                   c->id ? c->id : "", "name", c->name ? c->name : "", "content",
                                                   text));
@@ -351,8 +445,9 @@ static void tool_job_done(worker_job_t *job)
 {
     interaction_t *ix = H2O_STRUCT_FROM_MEMBER(interaction_t, job, job);
     if (ix->req != NULL) {
-        add_tool_result(ix, &ix->result.calls[ix->tool_index], ix->job_text ? ix->job_text : "");
-        ix->rec.tool_ms += (double)(interaction_now_ns() - ix->step_start_ns) / 1e6;
+        double ms = (double)(interaction_now_ns() - ix->step_start_ns) / 1e6;
+        add_tool_result(ix, &ix->result.calls[ix->tool_index], ix->job_text ? ix->job_text : "", ms);
+        ix->rec.tool_ms += ms;
         ix->tool_index++;
         run_next_tool(ix);
     }
@@ -369,7 +464,7 @@ static void run_next_tool(interaction_t *ix)
         if (tool == NULL) {
             fig_buf_t b = FIG_BUF_INIT;
             fig_buf_appendf(&b, "error: there is no tool named '%s' in this app", c->name ? c->name : "");
-            add_tool_result(ix, c, b.data);
+            add_tool_result(ix, c, b.data, 0);
             fig_buf_free(&b);
             ix->tool_index++;
             continue;
@@ -382,7 +477,7 @@ static void run_next_tool(interaction_t *ix)
                             "error: the arguments are not valid JSON (%s at position %d); call the tool again "
                             "with a JSON object that matches its schema",
                             jerr.text, jerr.position);
-            add_tool_result(ix, c, b.data);
+            add_tool_result(ix, c, b.data, 0);
             fig_buf_free(&b);
             ix->tool_index++;
             continue;
@@ -403,9 +498,10 @@ static void run_next_tool(interaction_t *ix)
         int is_error = 0;
         char *text = tool->run(&tctx, args, &is_error);
         json_decref(args);
-        add_tool_result(ix, c, text);
+        double ms = (double)(interaction_now_ns() - t0) / 1e6;
+        add_tool_result(ix, c, text, ms);
         free(text);
-        ix->rec.tool_ms += (double)(interaction_now_ns() - t0) / 1e6;
+        ix->rec.tool_ms += ms;
         ix->tool_index++;
     }
     ix->round++;
@@ -459,8 +555,12 @@ static void save_and_respond(interaction_t *ix)
     ix->page_title = page.title ? fig_strdup(page.title) : NULL;
     ix->page_html = fig_strndup(page.html, page.html_len);
     layout_opts_t lo = {ix->rt->app->name, ix->rt->app->title, page.title};
+    fig_buf_t body = FIG_BUF_INIT;
+    fig_buf_append(&body, page.html, page.html_len);
+    operator_feedback_form(&body, ix->trace_id, ix->url, ix->csrf_token);
     fig_buf_reset(&ix->page);
-    layout_page(&ix->page, &lo, page.html, page.html_len);
+    layout_page(&ix->page, &lo, body.data, body.len);
+    fig_buf_free(&body);
     render_page_free(&page);
     ix->rec.render_ms = (double)(interaction_now_ns() - t0) / 1e6;
 

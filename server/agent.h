@@ -20,7 +20,9 @@
 #include "interaction.h"
 #include "llm.h"
 #include "llm_router.h"
+#include "otlp.h"
 #include "ratelimit.h"
+#include "trace.h"
 #include "worker.h"
 
 typedef struct agent_env {
@@ -29,6 +31,9 @@ typedef struct agent_env {
     llm_router_env_t router;          /* this thread's HTTP client and timers, shared breakers */
     budget_t *budget;                 /* shared, thread-safe */
     concurrency_cap_t *upstream_cap;  /* shared, thread-safe */
+    trace_writer_t *traces;           /* shared, thread-safe; NULL = no traces */
+    otlp_exporter_t *otlp;            /* shared, thread-safe; NULL = no export */
+    const uint8_t *session_key;       /* for the CSRF token of the feedback form */
     int quiet;
     /* Sends the response for ix (status, ix->page, cookie) if the client is still there. */
     void (*respond)(interaction_t *ix, int status);

@@ -59,6 +59,8 @@ void config_usage(const char *argv0)
             "usage: %s [serve] [--listen HOST:PORT] [--threads N] [--workers N] [--config figment.json]\n"
             "              [--prompts DIR] [--var DIR] [--static DIR] [--port-file FILE] [--quiet]\n"
             "       %s render [FILE]      print the sanitized HTML of a page (Markdown + HTML)\n"
+            "       figment eval FILE.jsonl [serve flags] [--threshold R] [--compare-models A,B] [--json]\n"
+            "       figment replay TRACE_ID [serve flags] [--model provider/model]\n"
             "environment (without figment.json): OPENAI_API_KEY, OPENAI_BASE_URL, FIGMENT_MODEL,\n"
             "             ANTHROPIC_API_KEY, ANTHROPIC_BASE_URL, FIGMENT_ANTHROPIC_MODEL\n",
             argv0, argv0);

@@ -31,6 +31,7 @@ struct http_client {
     h2o_timeout_entry_t timer;
     h2o_linklist_t calls;
     size_t inflight;
+    int in_check;       /* inside check_multi_info(): finished calls are collected there */
 };
 
 struct http_call {
@@ -128,6 +129,9 @@ static int on_curl_timer(CURLM *multi, long timeout_ms, void *userp)
 
 static void check_multi_info(http_client_t *c)
 {
+    if (c->in_check)
+        return; /* the outer loop below picks up whatever finished */
+    c->in_check = 1;
     CURLMsg *msg;
     int left;
     while ((msg = curl_multi_info_read(c->multi, &left)) != NULL) {
@@ -143,6 +147,7 @@ static void check_multi_info(http_client_t *c)
         call->cbs.on_done(call->ctx, rc, status, call->errbuf);
         call_free(call);
     }
+    c->in_check = 0;
 }
 
 static size_t on_curl_write(char *ptr, size_t size, size_t nmemb, void *userdata)
@@ -256,6 +261,17 @@ http_call_t *http_call_start(http_client_t *c, http_call_opts_t *opts, const htt
     if (curl_multi_add_handle(c->multi, e) != CURLM_OK) {
         call_free(call);
         return NULL;
+    }
+    /* curl asks for a 0 ms timeout to start the transfer; h2o's timers are clamped
+     * to >= 1 ms, so start it now instead of a millisecond later. Not from inside a
+     * curl callback: http_call_start() is never called there (see the header). */
+    int running = 0;
+    curl_multi_socket_action(c->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    if ((size_t)running < c->inflight && !h2o_timeout_is_linked(&c->timer)) {
+        /* something finished during the kick (e.g. a refused connection): collect it on
+         * the next loop turn, never before the caller holds this call's pointer */
+        c->timer_queue.timeout = 1;
+        h2o_timeout_link(c->loop, &c->timer_queue, &c->timer);
     }
     return call;
 }

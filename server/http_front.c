@@ -37,7 +37,11 @@
 #include "app.h"
 #include "breaker.h"
 #include "budget.h"
+#include "metrics.h"
+#include "operator.h"
+#include "otlp.h"
 #include "providers.h"
+#include "trace.h"
 #include "ratelimit.h"
 #include "timer.h"
 #include "buf.h"
@@ -64,13 +68,16 @@ typedef struct {
     size_t len;
 } static_file_t;
 
-typedef struct {
+struct server {
     const config_t *cfg;
     providers_config_t providers;
     breaker_t **breakers;            /* one per provider */
     ratelimiter_t *limit_session, *limit_ip, *limit_app;
     concurrency_cap_t *upstream_cap;
     budget_t *budget;
+    trace_writer_t *traces;
+    otlp_exporter_t *otlp;
+    char *operator_token;
     app_list_t apps;
     app_runtime_t *runtimes; /* parallel to apps.items */
     worker_pool_t *workers;
@@ -80,9 +87,11 @@ typedef struct {
     h2o_globalconf_t globalconf;
     h2o_hostconf_t *hostconf;
     int listen_port;
-} server_t;
+    struct server_thread *threads;
+    int nthreads;
+};
 
-typedef struct {
+typedef struct server_thread {
     server_t *srv;
     int index;
     pthread_t tid;
@@ -94,6 +103,7 @@ typedef struct {
     h2o_multithread_receiver_t receiver;
     timer_set_t *timers;
     agent_env_t env;
+    operator_env_t operator_env;
 } server_thread_t;
 
 typedef struct {
@@ -178,6 +188,8 @@ static void respond_interaction(interaction_t *ix, int status)
     if (req == NULL)
         return;
     ix->req = NULL; /* exactly one response */
+    h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-trace-id"), 0, NULL, ix->trace_id,
+                          strlen(ix->trace_id));
     send_html(req, status, ix->new_session ? ix->set_cookie : NULL, ix->page.data ? ix->page.data : "",
               ix->page.len);
 }
@@ -481,6 +493,35 @@ static void serve_app(server_thread_t *th, const app_runtime_t *rt, h2o_req_t *r
     interaction_unref(ix);
 }
 
+/* /metrics: Prometheus text, for scrapers that send the operator token
+ * ("Authorization: Bearer TOKEN"): the figures name apps, models and spending. */
+static void serve_metrics(server_t *srv, h2o_req_t *req)
+{
+    ssize_t i = h2o_find_header(&req->headers, H2O_TOKEN_AUTHORIZATION, -1);
+    size_t tlen = strlen(srv->operator_token);
+    int ok = 0;
+    if (i >= 0) {
+        h2o_iovec_t v = req->headers.entries[i].value;
+        ok = v.len == 7 + tlen && strncasecmp(v.base, "Bearer ", 7) == 0 &&
+             crypto_equal(v.base + 7, srv->operator_token, tlen);
+    }
+    if (!ok) {
+        add_header(req, H2O_TOKEN_WWW_AUTHENTICATE, "Bearer realm=\"figment\"");
+        send_error_page(req, 401, NULL, "Token required",
+                        "/metrics needs the operator token: send \"Authorization: Bearer TOKEN\".");
+        return;
+    }
+    fig_buf_t out = FIG_BUF_INIT;
+    metrics_render(&out);
+    req->res.status = 200;
+    req->res.reason = "OK";
+    add_header(req, H2O_TOKEN_CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8");
+    add_header(req, H2O_TOKEN_CACHE_CONTROL, "no-store");
+    add_security_headers(req);
+    h2o_send_inline(req, out.data, out.len);
+    fig_buf_free(&out);
+}
+
 static int on_req(h2o_handler_t *self, h2o_req_t *req)
 {
     front_handler_t *h = (front_handler_t *)self;
@@ -499,6 +540,14 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     }
     if (len >= 8 && memcmp(p, "/static/", 8) == 0) {
         serve_static(srv, req, p + 8, len - 8);
+        return 0;
+    }
+    if (h2o_memis(p, len, H2O_STRLIT("/metrics"))) {
+        serve_metrics(srv, req);
+        return 0;
+    }
+    if (len >= 10 && memcmp(p, "/_figment/", 10) == 0 && !h2o_memis(p, len, H2O_STRLIT("/_figment/health"))) {
+        operator_handle(&th->operator_env, req);
         return 0;
     }
     if (h2o_memis(p, len, H2O_STRLIT("/_figment/health"))) {
@@ -691,7 +740,16 @@ static void *thread_main(void *arg)
     th->env.receiver = &th->receiver;
     th->env.budget = srv->budget;
     th->env.upstream_cap = srv->upstream_cap;
+    th->env.traces = srv->traces;
+    th->env.otlp = srv->otlp;
+    th->env.session_key = srv->key;
     th->env.quiet = srv->cfg->quiet;
+    th->operator_env.workers = srv->workers;
+    th->operator_env.receiver = &th->receiver;
+    th->operator_env.session_key = srv->key;
+    th->operator_env.token = srv->operator_token;
+    th->operator_env.apps = &srv->apps;
+    th->operator_env.send_html = send_html;
     th->env.respond = respond_interaction;
 
     th->listener = h2o_evloop_socket_create(th->loop, th->listen_fd, H2O_SOCKET_FLAG_DONT_READ);
@@ -727,6 +785,16 @@ static void raise_fd_limit(void)
         rl.rlim_cur = rl.rlim_max;
         setrlimit(RLIMIT_NOFILE, &rl);
     }
+}
+
+static uint64_t traces_dropped(void *w)
+{
+    return trace_writer_dropped(w);
+}
+
+static uint64_t spans_dropped(void *e)
+{
+    return otlp_dropped(e);
 }
 
 static int setup(server_t *srv, const config_t *cfg, fig_err_t *err)
@@ -767,6 +835,15 @@ static int setup(server_t *srv, const config_t *cfg, fig_err_t *err)
         srv->runtimes[i].app = app;
         srv->runtimes[i].system_prompt = build_system_prompt(system_md, app);
         srv->runtimes[i].tools = tools_schemas(app);
+        char *tools_json = json_dumps(srv->runtimes[i].tools, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        fig_buf_t pv = FIG_BUF_INIT;
+        fig_buf_append_str(&pv, srv->runtimes[i].system_prompt);
+        fig_buf_append_str(&pv, tools_json ? tools_json : "");
+        free(tools_json);
+        char *hex = crypto_sha256_hex(pv.data, pv.len);
+        memcpy(srv->runtimes[i].prompt_version, hex, 64);
+        free(hex);
+        fig_buf_free(&pv);
         if (app_chains(srv, &srv->runtimes[i], err) != 0) {
             free(system_md);
             return -1;
@@ -804,6 +881,33 @@ static int setup(server_t *srv, const config_t *cfg, fig_err_t *err)
     if (srv->workers == NULL)
         return -1;
 
+    /* observability: traces (var/traces.db), metrics, optional OTLP export, operator token */
+    metrics_init();
+    fig_buf_t tpath = FIG_BUF_INIT;
+    fig_buf_appendf(&tpath, "%s/traces.db", cfg->var_dir);
+    const char *redact = getenv("FIGMENT_TRACE_REDACT");
+    srv->traces = trace_writer_start(tpath.data, redact != NULL && strcmp(redact, "1") == 0, err);
+    worker_pool_set_trace_db(srv->workers, tpath.data);
+    fig_buf_free(&tpath);
+    if (srv->traces == NULL)
+        return -1;
+    const char *otlp_endpoint = getenv("FIGMENT_OTLP_ENDPOINT");
+    if (otlp_endpoint != NULL && *otlp_endpoint != '\0') {
+        otlp_options_t oo = {.endpoint = otlp_endpoint, .service_name = "figment"};
+        const char *q = getenv("FIGMENT_OTLP_QUEUE"), *iv = getenv("FIGMENT_OTLP_INTERVAL_MS");
+        oo.queue_max = q ? atoi(q) : 0;
+        oo.interval_ms = iv ? atoi(iv) : 0;
+        srv->otlp = otlp_start(&oo, err);
+        if (srv->otlp == NULL)
+            return -1;
+    }
+    metrics_set_dropped_sources(traces_dropped, srv->traces, srv->otlp ? spans_dropped : NULL, srv->otlp);
+    int generated = 0;
+    srv->operator_token = operator_token_init(&generated);
+    if (generated)
+        fprintf(stderr, "figment: operator token (set FIGMENT_OPERATOR_TOKEN to choose one): %s\n",
+                srv->operator_token);
+
     h2o_config_init(&srv->globalconf);
     srv->globalconf.server_name = h2o_iovec_init(H2O_STRLIT("figment"));
     srv->globalconf.max_request_entity_size = max_body;
@@ -819,6 +923,10 @@ static int setup(server_t *srv, const config_t *cfg, fig_err_t *err)
 static void teardown(server_t *srv)
 {
     worker_pool_destroy(srv->workers);
+    otlp_stop(srv->otlp);
+    trace_writer_stop(srv->traces);
+    metrics_set_dropped_sources(NULL, NULL, NULL, NULL);
+    free(srv->operator_token);
     for (size_t i = 0; i < srv->apps.count && srv->runtimes; i++) {
         free(srv->runtimes[i].system_prompt);
         json_decref(srv->runtimes[i].tools);
@@ -849,65 +957,100 @@ static void teardown(server_t *srv)
     providers_free(&srv->providers);
 }
 
-int server_run(const config_t *cfg, fig_err_t *err)
+server_t *server_start(const config_t *cfg, fig_err_t *err)
 {
-    server_t srv;
-    memset(&srv, 0, sizeof(srv));
-    int rc = -1;
-    server_thread_t *threads = NULL;
-    int nthreads = 0;
-
+    server_t *srv = fig_calloc(1, sizeof(*srv));
+    stopping = 0;
     signal(SIGPIPE, SIG_IGN);
     raise_fd_limit();
-    if (setup(&srv, cfg, err) != 0)
-        goto Exit;
+    if (setup(srv, cfg, err) != 0)
+        goto Error;
 
-    threads = fig_calloc((size_t)cfg->threads, sizeof(*threads));
+    srv->threads = fig_calloc((size_t)cfg->threads, sizeof(*srv->threads));
     int port = cfg->listen_port;
     for (int i = 0; i < cfg->threads; i++) {
-        threads[i].srv = &srv;
-        threads[i].index = i;
-        threads[i].listen_fd = open_listener(cfg->listen_host, port, err);
-        if (threads[i].listen_fd < 0)
-            goto Exit;
-        nthreads = i + 1;
+        srv->threads[i].srv = srv;
+        srv->threads[i].index = i;
+        srv->threads[i].listen_fd = open_listener(cfg->listen_host, port, err);
+        if (srv->threads[i].listen_fd < 0)
+            goto Error;
+        srv->nthreads = i + 1;
         if (i == 0) { /* an ephemeral port: every thread binds the one the first got */
             struct sockaddr_storage ss;
             socklen_t sl = sizeof(ss);
-            getsockname(threads[0].listen_fd, (struct sockaddr *)&ss, &sl);
+            getsockname(srv->threads[0].listen_fd, (struct sockaddr *)&ss, &sl);
             port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
                                                   : ((struct sockaddr_in *)&ss)->sin_port);
         }
     }
-    srv.listen_port = port;
+    srv->listen_port = port;
+    for (int i = 0; i < srv->nthreads; i++)
+        pthread_create(&srv->threads[i].tid, NULL, thread_main, &srv->threads[i]);
+    return srv;
 
+Error:
+    for (int i = 0; i < srv->nthreads; i++)
+        if (srv->threads[i].listen_fd >= 0)
+            close(srv->threads[i].listen_fd);
+    srv->nthreads = 0;
+    server_stop(srv);
+    return NULL;
+}
+
+int server_port(const server_t *srv)
+{
+    return srv->listen_port;
+}
+
+void server_flush_traces(server_t *srv)
+{
+    if (srv->traces != NULL)
+        trace_writer_flush(srv->traces);
+}
+
+void server_stop(server_t *srv)
+{
+    if (srv == NULL)
+        return;
+    stopping = 1;
+    for (int i = 0; i < srv->nthreads; i++)
+        pthread_join(srv->threads[i].tid, NULL);
+    free(srv->threads);
+    teardown(srv);
+    free(srv);
+}
+
+int server_run(const config_t *cfg, fig_err_t *err)
+{
+    /* block the stop signals before any thread starts, so that only sigwait() sees them */
     sigset_t sigs;
     sigemptyset(&sigs);
     sigaddset(&sigs, SIGINT);
     sigaddset(&sigs, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
-    for (int i = 0; i < nthreads; i++)
-        pthread_create(&threads[i].tid, NULL, thread_main, &threads[i]);
+    server_t *srv = server_start(cfg, err);
+    if (srv == NULL)
+        return -1;
 
-    if (!srv.providers.configured) {
+    if (!srv->providers.configured) {
         fprintf(stderr, "figment: no language model configured: app pages will answer 503. "
                         "Set OPENAI_API_KEY (and OPENAI_BASE_URL for a local server), ANTHROPIC_API_KEY, "
                         "or write figment.json to enable them.\n");
     } else {
-        for (size_t i = 0; i < srv.providers.n_default_models; i++)
+        for (size_t i = 0; i < srv->providers.n_default_models; i++)
             fprintf(stderr, "figment: %s model %s/%s at %s\n", i == 0 ? "default" : "fallback",
-                    srv.providers.default_models[i].provider->name, srv.providers.default_models[i].model->name,
-                    srv.providers.default_models[i].provider->base_url);
+                    srv->providers.default_models[i].provider->name, srv->providers.default_models[i].model->name,
+                    srv->providers.default_models[i].provider->base_url);
     }
-    fprintf(stderr, "figment: %zu app(s) from %s/, %d thread(s)\n", srv.apps.count, cfg->prompts_dir,
+    fprintf(stderr, "figment: %zu app(s) from %s/, %d thread(s)\n", srv->apps.count, cfg->prompts_dir,
             cfg->threads);
     const char *shown_host = strchr(cfg->listen_host, ':') ? "[::1]" : cfg->listen_host;
-    printf("figment listening on http://%s:%d/\n", shown_host, port);
+    printf("figment listening on http://%s:%d/\n", shown_host, srv->listen_port);
     fflush(stdout);
     if (cfg->port_file != NULL) {
         FILE *f = fopen(cfg->port_file, "w");
         if (f) {
-            fprintf(f, "%d\n", port);
+            fprintf(f, "%d\n", srv->listen_port);
             fclose(f);
         }
     }
@@ -915,15 +1058,6 @@ int server_run(const config_t *cfg, fig_err_t *err)
     int sig;
     sigwait(&sigs, &sig);
     fprintf(stderr, "figment: stopping (signal %d)\n", sig);
-    stopping = 1;
-    for (int i = 0; i < nthreads; i++)
-        pthread_join(threads[i].tid, NULL);
-    rc = 0;
-Exit:
-    for (int i = 0; i < nthreads; i++)
-        if (threads[i].listen_fd >= 0)
-            close(threads[i].listen_fd);
-    free(threads);
-    teardown(&srv);
-    return rc;
+    server_stop(srv);
+    return 0;
 }

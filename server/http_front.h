@@ -14,6 +14,17 @@
 #include "config.h"
 #include "error.h"
 
+/* Starts the loops and returns once listening (cfg must outlive the server). Used
+ * in-process by `figment eval` and `figment replay`. NULL with err on failure. */
+typedef struct server server_t;
+server_t *server_start(const config_t *cfg, fig_err_t *err);
+int server_port(const server_t *srv);
+/* Waits until every finished interaction's trace is in var/traces.db. */
+void server_flush_traces(server_t *srv);
+/* Stops accepting, lets in-flight work and queued writes finish, frees everything. */
+void server_stop(server_t *srv);
+
+/* server_start(), then wait for SIGINT or SIGTERM, then server_stop(). */
 int server_run(const config_t *cfg, fig_err_t *err);
 
 #endif

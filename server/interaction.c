@@ -6,6 +6,8 @@
 #include "interaction.h"
 
 #include "agent.h"
+#include "crypto.h"
+#include "metrics.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +24,14 @@ interaction_t *interaction_new(struct agent_env *env, const app_runtime_t *rt, h
     ix->rec.start_ns = interaction_now_ns();
     ix->rec.outcome = "ok";
     llm_result_init(&ix->result);
+    uint8_t ids[24];
+    crypto_random(ids, sizeof(ids));
+    char *hex = crypto_hex(ids, sizeof(ids));
+    memcpy(ix->trace_id, hex, 32);
+    memcpy(ix->span_id, hex + 32, 16);
+    free(hex);
+    ix->tool_log = json_array();
+    metrics_in_flight_add(1);
     return ix;
 }
 
@@ -36,6 +46,10 @@ void interaction_unref(interaction_t *ix)
         return;
     if (ix->holds_upstream_slot)
         concurrency_cap_release(ix->env->upstream_cap);
+    metrics_in_flight_add(-1);
+    free(ix->error_text);
+    json_decref(ix->state_before);
+    json_decref(ix->tool_log);
     free(ix->method);
     free(ix->path);
     free(ix->url);
@@ -93,8 +107,8 @@ char *interaction_describe(const interaction_t *ix)
 void interaction_log(const interaction_t *ix)
 {
     const interaction_record_t *r = &ix->rec;
-    json_t *line = json_pack("{s:s, s:s, s:s, s:s, s:i, s:s, s:s, s:s, s:f, s:i, s:f, s:f, s:i, s:f, s:f, s:I, s:I, s:I}",
-                             "event", "interaction", "app", ix->rt->app->name, "method", ix->method ? ix->method : "",
+    json_t *line = json_pack("{s:s, s:s, s:s, s:s, s:s, s:i, s:s, s:s, s:s, s:f, s:i, s:f, s:f, s:i, s:f, s:f, s:I, s:I, s:I}",
+                             "event", "interaction", "trace_id", ix->trace_id, "app", ix->rt->app->name, "method", ix->method ? ix->method : "",
                              "path", ix->path ? ix->path : "", "status", r->status, "outcome", r->outcome,
                              "model", r->model, "route", r->route,
                              "total_ms", (double)(r->end_ns - r->start_ns) / 1e6, "llm_calls", r->llm_calls,

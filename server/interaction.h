@@ -43,6 +43,7 @@ typedef struct {
     json_t *tools;
     model_chain_t chain;         /* app.json models/model, else the providers' default_models */
     model_chain_t *route_chains; /* one per app->routes entry */
+    char prompt_version[65];     /* hex SHA-256 of the system prompt and tool schemas */
 } app_runtime_t;
 
 typedef struct {
@@ -57,6 +58,7 @@ typedef struct {
     double render_ms;
     llm_usage_t usage;      /* summed over calls */
     double cost_usd;        /* every upstream attempt, priced */
+    double connect_ms;      /* the first model call's connect time */
     int attempts, retries, fallbacks, hedges;
     char model[160];        /* "provider/model" that answered (or was tried last) */
     char route[512];        /* the router's decisions, in order */
@@ -68,6 +70,8 @@ typedef struct {
 
 typedef struct interaction {
     int refcnt;
+    char trace_id[33];      /* 128 random bits, hex: the X-Trace-Id header and the trace's key */
+    char span_id[17];
     struct agent_env *env;
     const app_runtime_t *rt;
     h2o_req_t *req; /* NULL once the client is gone */
@@ -99,6 +103,9 @@ typedef struct interaction {
     char *page_html;   /* the sanitized body fragment (kept as the last good page) */
     fig_buf_t page;    /* the full HTML document to send */
     fig_err_t fail_err;/* why the model could not answer (a stale page may still be served) */
+    char *error_text;  /* the message shown on an error page (for the trace) */
+    json_t *state_before; /* the session state as loaded (for the trace and replay) */
+    json_t *tool_log;  /* [{"name","arguments","result","ms","is_error"}] for the trace */
 
     interaction_record_t rec;
 } interaction_t;

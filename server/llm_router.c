@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "llm_call.h"
+#include "metrics.h"
 
 #define SLOTS 2
 #define MAX_CHAIN 8
@@ -227,6 +228,8 @@ static void on_attempt_done(void *ctx, const fig_err_t *err, const llm_call_timi
         finish(r, NULL);
         return;
     }
+    static const char *kinds[] = {"none", "connect", "timeout", "http", "protocol", "transport"};
+    metrics_upstream_error(m->provider->name, kinds[t->fail]);
     if (t->fail == LLM_FAIL_HTTP)
         note(r, "%s/%s: HTTP %ld", m->provider->name, m->model->name, t->http_status);
     else
@@ -258,6 +261,7 @@ static void attempt_timed_out(attempt_t *a, const char *what, long ms)
     r->report.cost_usd += providers_cost_usd(m->model, &est);
     llm_result_free(&a->result);
     breaker_record(breaker_for(r, m->provider), 0, now_ms(r));
+    metrics_upstream_error(m->provider->name, got_first ? "idle_timeout" : "first_token_timeout");
     note(r, "%s/%s: %s after %ld ms", m->provider->name, m->model->name, what, ms);
     fig_err_set(&r->last_err, FIG_E_UPSTREAM_TIMEOUT, "the model endpoint %s (%s after %ld ms)", m->provider->name,
                 what, ms);

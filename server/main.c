@@ -5,6 +5,7 @@
  * tests of the sanitizer.
  */
 #include <curl/curl.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +13,7 @@
 #include "buf.h"
 #include "config.h"
 #include "error.h"
+#include "eval.h"
 #include "http_front.h"
 #include "render.h"
 
@@ -70,6 +72,13 @@ int main(int argc, char **argv)
     }
     if (argc > 1 && strcmp(argv[1], "render") == 0)
         return cmd_render(argc - 2, argv + 2);
+    if (argc > 1 && (strcmp(argv[1], "eval") == 0 || strcmp(argv[1], "replay") == 0)) {
+        mallopt(M_TRIM_THRESHOLD, 256 << 20);
+        curl_global_init(CURL_GLOBAL_DEFAULT);
+        int rc = strcmp(argv[1], "eval") == 0 ? eval_main(argc - 2, argv + 2) : replay_main(argc - 2, argv + 2);
+        curl_global_cleanup();
+        return rc;
+    }
 
     int first = 1;
     if (argc > 1 && strcmp(argv[1], "serve") == 0)
@@ -81,6 +90,10 @@ int main(int argc, char **argv)
         fprintf(stderr, "figment: %s\n", err.msg);
         return 2;
     }
+    /* glibc trims the heap back to the kernel after bursts of frees (madvise and a TLB
+     * shootdown across cores on the request path); a server keeps what it used. */
+    mallopt(M_TRIM_THRESHOLD, 256 << 20);
+    mallopt(M_TOP_PAD, 16 << 20);
     curl_global_init(CURL_GLOBAL_DEFAULT);
     int rc = server_run(&cfg, &err);
     if (rc != 0)

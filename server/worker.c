@@ -23,6 +23,7 @@ struct worker_thread {
     pthread_t tid;
     worker_pool_t *pool;
     session_store_t *sessions;
+    trace_reader_t *traces;
     app_db_slot_t *app_dbs;
     size_t n_app_dbs;
 };
@@ -36,6 +37,7 @@ struct worker_pool {
     int stopping;
     int n;
     char *session_db_path;
+    char *trace_db_path;
     worker_thread_t *threads;
 };
 
@@ -124,6 +126,7 @@ void worker_pool_destroy(worker_pool_t *pool)
         worker_thread_t *wt = &pool->threads[i];
         pthread_join(wt->tid, NULL);
         session_store_close(wt->sessions);
+        trace_reader_close(wt->traces);
         for (size_t j = 0; j < wt->n_app_dbs; j++)
             sqlite3_close_v2(wt->app_dbs[j].db);
         free(wt->app_dbs);
@@ -133,6 +136,7 @@ void worker_pool_destroy(worker_pool_t *pool)
     pthread_cond_destroy(&pool->idle_cv);
     free(pool->threads);
     free(pool->session_db_path);
+    free(pool->trace_db_path);
     free(pool);
 }
 
@@ -155,6 +159,24 @@ void worker_pool_wait_idle(worker_pool_t *pool)
     while (pool->head != NULL || pool->running > 0)
         pthread_cond_wait(&pool->idle_cv, &pool->mu);
     pthread_mutex_unlock(&pool->mu);
+}
+
+void worker_pool_set_trace_db(worker_pool_t *pool, const char *path)
+{
+    free(pool->trace_db_path);
+    pool->trace_db_path = fig_strdup(path);
+}
+
+trace_reader_t *worker_trace_reader(worker_thread_t *wt, fig_err_t *err)
+{
+    if (wt->traces == NULL) {
+        if (wt->pool->trace_db_path == NULL) {
+            fig_err_set(err, FIG_E_CONFIG, "traces are not configured");
+            return NULL;
+        }
+        wt->traces = trace_reader_open(wt->pool->trace_db_path, err);
+    }
+    return wt->traces;
 }
 
 session_store_t *worker_session_store(worker_thread_t *wt, fig_err_t *err)

@@ -24,6 +24,7 @@
 #include "app.h"
 #include "error.h"
 #include "session.h"
+#include "trace.h"
 
 typedef struct worker_pool worker_pool_t;
 typedef struct worker_thread worker_thread_t;
@@ -51,8 +52,12 @@ void worker_submit(worker_pool_t *pool, worker_job_t *job);
  * accepting work, so that finished jobs' done callbacks can still be delivered). */
 void worker_pool_wait_idle(worker_pool_t *pool);
 
+/* Where trace readers connect (var/traces.db); set once before jobs use it. */
+void worker_pool_set_trace_db(worker_pool_t *pool, const char *path);
+
 /* Inside run(): this worker's resources. NULL (with err) when they cannot be opened. */
 session_store_t *worker_session_store(worker_thread_t *wt, fig_err_t *err);
+trace_reader_t *worker_trace_reader(worker_thread_t *wt, fig_err_t *err);
 sqlite3 *worker_app_db(worker_thread_t *wt, const app_t *app, fig_err_t *err);
 
 #endif
