@@ -27,6 +27,7 @@
  */
 #include <ctype.h>
 #include <stdio.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -133,6 +134,78 @@ static int openai_add_tools(json_t *root, const json_t *tools, fig_err_t *err)
     return 0;
 }
 
+static int openai_append_dump(fig_buf_t *out, const json_t *v)
+{
+    char *t = json_dumps(v, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENCODE_ANY);
+    if (t == NULL)
+        return -1;
+    fig_buf_append_str(out, t);
+    free(t);
+    return 0;
+}
+
+/* A per-thread cache of serialized system messages ({"role":"system","content":...}).
+ * An entry is reused only when the prompt's bytes are equal (not merely its address). */
+#define SYSTEM_CACHE_SLOTS 4
+typedef struct {
+    char *src;
+    size_t len;
+    char *frag;
+} system_slot_t;
+typedef struct {
+    system_slot_t slots[SYSTEM_CACHE_SLOTS];
+    unsigned next;
+} system_cache_t;
+
+static pthread_key_t system_cache_key;
+static pthread_once_t system_cache_once = PTHREAD_ONCE_INIT;
+
+static void system_cache_free(void *p)
+{
+    system_cache_t *c = p;
+    for (int i = 0; i < SYSTEM_CACHE_SLOTS; i++) {
+        free(c->slots[i].src);
+        free(c->slots[i].frag);
+    }
+    free(c);
+}
+
+static void system_cache_init(void)
+{
+    pthread_key_create(&system_cache_key, system_cache_free);
+}
+
+static const char *openai_system_fragment(const char *system)
+{
+    pthread_once(&system_cache_once, system_cache_init);
+    system_cache_t *c = pthread_getspecific(system_cache_key);
+    if (c == NULL) {
+        c = fig_calloc(1, sizeof(*c));
+        pthread_setspecific(system_cache_key, c);
+    }
+    size_t len = strlen(system);
+    for (int i = 0; i < SYSTEM_CACHE_SLOTS; i++)
+        if (c->slots[i].src != NULL && c->slots[i].len == len && memcmp(c->slots[i].src, system, len) == 0)
+            return c->slots[i].frag;
+    json_t *sys = json_string(system);
+    if (sys == NULL)
+        return NULL;
+    json_t *o = json_object();
+    json_object_set_new(o, "role", json_string("system"));
+    json_object_set_new(o, "content", sys);
+    char *frag = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(o);
+    if (frag == NULL)
+        return NULL;
+    system_slot_t *slot = &c->slots[c->next++ % SYSTEM_CACHE_SLOTS];
+    free(slot->src);
+    free(slot->frag);
+    slot->src = fig_strndup(system, len);
+    slot->len = len;
+    slot->frag = frag;
+    return frag;
+}
+
 static int openai_build_request(const llm_endpoint_t *ep, const llm_request_t *req, fig_buf_t *url,
                                 struct curl_slist **headers, fig_buf_t *body, fig_err_t *err)
 {
@@ -159,54 +232,80 @@ static int openai_build_request(const llm_endpoint_t *ep, const llm_request_t *r
         return -1;
     }
 
-    /* Fixed key order: model, messages, tools, max_tokens, stream, stream_options. */
-    json_t *root = json_object();
+    /* Fixed key order: model, messages, tools, max_tokens, stream, stream_options.
+     * The body is assembled from compact JSON fragments, byte-identical to dumping the
+     * whole object; the system message (the large, stable prefix) is serialized once
+     * per thread and reused. */
+    fig_buf_t out = FIG_BUF_INIT;
     json_t *model = json_string(req->model);
-    json_t *msgs = json_array();
-    json_object_set_new(root, "model", model ? model : json_null());
-    json_object_set_new(root, "messages", msgs);
     if (model == NULL) {
         fig_err_set(err, FIG_E_CONFIG, "the model name is not valid UTF-8");
-        goto fail;
+        return -1;
     }
+    fig_buf_append_str(&out, "{\"model\":");
+    if (openai_append_dump(&out, model) != 0) {
+        json_decref(model);
+        goto fail_text;
+    }
+    json_decref(model);
+    fig_buf_append_str(&out, ",\"messages\":[");
+    int first = 1;
     if (req->system && req->system[0]) {
-        json_t *sys = json_string(req->system);
+        const char *sys = openai_system_fragment(req->system);
         if (sys == NULL) {
             fig_err_set(err, FIG_E_INVALID, "the system prompt is not valid UTF-8");
-            goto fail;
+            fig_buf_free(&out);
+            return -1;
         }
-        json_t *o = json_object();
-        json_object_set_new(o, "role", json_string("system"));
-        json_object_set_new(o, "content", sys);
-        json_array_append_new(msgs, o);
+        fig_buf_append_str(&out, sys);
+        first = 0;
     }
     size_t i;
     json_t *m;
     json_array_foreach(req->messages, i, m) {
-        if (openai_add_message(msgs, m, i, err) != 0)
-            goto fail;
+        json_t *one = json_array();
+        if (openai_add_message(one, m, i, err) != 0) {
+            json_decref(one);
+            fig_buf_free(&out);
+            return -1;
+        }
+        if (!first)
+            fig_buf_append_str(&out, ",");
+        first = 0;
+        int rc = openai_append_dump(&out, json_array_get(one, 0));
+        json_decref(one);
+        if (rc != 0)
+            goto fail_text;
     }
-    if (openai_add_tools(root, req->tools, err) != 0)
-        goto fail;
+    fig_buf_append_str(&out, "]");
+    json_t *troot = json_object();
+    if (openai_add_tools(troot, req->tools, err) != 0) {
+        json_decref(troot);
+        fig_buf_free(&out);
+        return -1;
+    }
+    json_t *tools = json_object_get(troot, "tools");
+    if (tools != NULL) {
+        fig_buf_append_str(&out, ",\"tools\":");
+        if (openai_append_dump(&out, tools) != 0) {
+            json_decref(troot);
+            goto fail_text;
+        }
+    }
+    json_decref(troot);
     if (req->max_tokens > 0)
-        json_object_set_new(root, "max_tokens", json_integer(req->max_tokens));
-    if (req->stream) {
-        json_object_set_new(root, "stream", json_true());
-        json_t *so = json_object();
-        json_object_set_new(so, "include_usage", json_true());
-        json_object_set_new(root, "stream_options", so);
-    }
-
-    char *text = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER);
-    json_decref(root);
-    if (text == NULL) {
+        fig_buf_appendf(&out, ",\"max_tokens\":%d", req->max_tokens);
+    if (req->stream)
+        fig_buf_append_str(&out, ",\"stream\":true,\"stream_options\":{\"include_usage\":true}");
+    fig_buf_append_str(&out, "}");
+    fig_buf_free(body);
+    *body = out;
+    if (0) {
+    fail_text:
+        fig_buf_free(&out);
         fig_err_set(err, FIG_E_INVALID, "could not serialize the request");
         return -1;
     }
-
-    fig_buf_reset(body);
-    fig_buf_append_str(body, text);
-    free(text);
 
     size_t blen = strlen(base);
     while (blen > 0 && base[blen - 1] == '/')
@@ -230,10 +329,6 @@ static int openai_build_request(const llm_endpoint_t *ep, const llm_request_t *r
     }
     *headers = h;
     return 0;
-
-fail:
-    json_decref(root);
-    return -1;
 }
 
 /* ---- upstream text in error messages ---- */

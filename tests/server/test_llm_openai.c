@@ -173,6 +173,37 @@ static void test_build_request_minimal(void **state)
     json_decref(tools);
 }
 
+/* The serialized system prompt is cached per thread: a buffer reused in place with
+ * other text must never get the old bytes (the cache compares content, not addresses). */
+static void test_build_request_system_cache(void **state)
+{
+    (void)state;
+    json_t *conv = J("[{\"role\":\"user\",\"content\":\"hi\"}]");
+    char system[64];
+    const char *texts[] = {"first \"prompt\"", "other \"prompt\"", "first \"prompt\"", "a\nb", "c\nd", "e\nf"};
+    const char *want[] = {"first \\\"prompt\\\"", "other \\\"prompt\\\"", "first \\\"prompt\\\"", "a\\nb",
+                          "c\\nd", "e\\nf"};
+    for (int i = 0; i < 6; i++) {
+        strcpy(system, texts[i]);
+        llm_endpoint_t ep = {"https://api.example/v1", NULL};
+        llm_request_t req = {"m", system, NULL, conv, 0, 0};
+        fig_buf_t url = FIG_BUF_INIT, body = FIG_BUF_INIT;
+        struct curl_slist *h = NULL;
+        fig_err_t err;
+        assert_int_equal(P->build_request(&ep, &req, &url, &h, &body, &err), 0);
+        char expect[256];
+        snprintf(expect, sizeof(expect),
+                 "{\"model\":\"m\",\"messages\":[{\"role\":\"system\",\"content\":\"%s\"},"
+                 "{\"role\":\"user\",\"content\":\"hi\"}]}",
+                 want[i]);
+        assert_string_equal(body.data, expect);
+        curl_slist_free_all(h);
+        fig_buf_free(&url);
+        fig_buf_free(&body);
+    }
+    json_decref(conv);
+}
+
 static void test_build_request_rejects(void **state)
 {
     (void)state;
@@ -608,6 +639,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_build_request_exact),
         cmocka_unit_test(test_build_request_minimal),
+        cmocka_unit_test(test_build_request_system_cache),
         cmocka_unit_test(test_build_request_rejects),
         cmocka_unit_test(test_stream_content),
         cmocka_unit_test(test_stream_usage_without_cache_details),
