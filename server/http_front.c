@@ -141,10 +141,12 @@ static const char *reason_for(int status)
     switch (status) {
     case 200: return "OK";
     case 301: return "Moved Permanently";
+    case 303: return "See Other";
     case 304: return "Not Modified";
     case 400: return "Bad Request";
     case 403: return "Forbidden";
     case 404: return "Not Found";
+    case 401: return "Unauthorized";
     case 402: return "Payment Required";
     case 405: return "Method Not Allowed";
     case 413: return "Payload Too Large";

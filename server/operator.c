@@ -1453,9 +1453,22 @@ static void op_job_run(worker_job_t *wj, worker_thread_t *wt)
     fig_buf_free(&body);
 }
 
+/* location: a same-origin path (op_path_ok). Spaces and non-ASCII bytes are
+ * percent-encoded so that the header stays plain ASCII. */
 static void op_send_redirect(operator_env_t *env, h2o_req_t *req, const char *location, const char *set_cookie)
 {
-    h2o_iovec_t loc = h2o_strdup(&req->pool, location, strlen(location));
+    static const char hex[] = "0123456789ABCDEF";
+    fig_buf_t l = FIG_BUF_INIT;
+    for (const unsigned char *c = (const unsigned char *)location; *c; c++) {
+        if (*c <= 0x20 || *c >= 0x7f) {
+            char e[3] = {'%', hex[*c >> 4], hex[*c & 15]};
+            fig_buf_append(&l, e, 3);
+        } else {
+            fig_buf_append(&l, (const char *)c, 1);
+        }
+    }
+    h2o_iovec_t loc = h2o_strdup(&req->pool, l.data ? l.data : "/", l.len ? l.len : 1);
+    fig_buf_free(&l);
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_LOCATION, NULL, loc.base, loc.len);
     fig_buf_t body = FIG_BUF_INIT;
     fig_buf_append_str(&body, "<!doctype html>\n<p><a href=\"");

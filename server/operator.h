@@ -35,6 +35,7 @@
 #include <h2o/multithread.h>
 
 #include "app.h"
+#include "buf.h"
 #include "session.h"
 #include "worker.h"
 

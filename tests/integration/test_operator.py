@@ -216,6 +216,9 @@ def test_feedback_is_stored_and_shown(fig):
     r = b.post("/_figment/feedback", dict(fields, rating="up", comment="", return_to="//evil.example/"), csrf=False)
     assert r.status == 303 and r.header("location") == "/"
     assert "Feedback (2)" in op_get(fig, f"/_figment/trace/{tid}").text
+    # the Location header stays plain ASCII
+    r = b.post("/_figment/feedback", dict(fields, rating="up", return_to="/mail/caf\u00e9 x"), csrf=False)
+    assert r.status == 303 and r.header("location") == "/mail/caf%C3%A9%20x"
 
 
 def test_feedback_without_a_valid_csrf_token_is_refused(fig):
