@@ -444,15 +444,18 @@ static void tool_job_run(worker_job_t *job, worker_thread_t *wt)
 static void tool_job_done(worker_job_t *job)
 {
     interaction_t *ix = H2O_STRUCT_FROM_MEMBER(interaction_t, job, job);
+    /* take the result before run_next_tool() may hand the next tool to a worker,
+     * which writes ix->job_text again */
+    char *text = ix->job_text;
+    ix->job_text = NULL;
     if (ix->req != NULL) {
         double ms = (double)(interaction_now_ns() - ix->step_start_ns) / 1e6;
-        add_tool_result(ix, &ix->result.calls[ix->tool_index], ix->job_text ? ix->job_text : "", ms);
+        add_tool_result(ix, &ix->result.calls[ix->tool_index], text ? text : "", ms);
         ix->rec.tool_ms += ms;
         ix->tool_index++;
         run_next_tool(ix);
     }
-    free(ix->job_text);
-    ix->job_text = NULL;
+    free(text);
     interaction_unref(ix);
 }
 

@@ -1607,11 +1607,12 @@ static double run_rate(const run_result_t *rr)
     return rr->n ? (double)rr->passed / (double)rr->n : 0;
 }
 
-static void print_summary(const run_result_t *rr)
+/* tag: "" for a single run, "A"/"B" when comparing */
+static void print_summary(const run_result_t *rr, const char *tag)
 {
-    fprintf(stdout, "eval%s%s%s: %zu cases, %zu passed (%.1f%%), cost $%.6f, latency p50 %.0f ms p95 %.0f ms\n",
-            rr->label[0] ? " [" : "", rr->label, rr->label[0] ? "]" : "", rr->n, rr->passed, 100.0 * run_rate(rr),
-            rr->cost_usd, rr->p50_ms, rr->p95_ms);
+    fprintf(stdout, "eval%s%s%s%s%s: %zu cases, %zu passed (%.1f%%), cost $%.6f, latency p50 %.0f ms p95 %.0f ms\n",
+            tag[0] ? " [" : "", tag, tag[0] ? " " : "", rr->label, tag[0] ? "]" : "", rr->n, rr->passed,
+            100.0 * run_rate(rr), rr->cost_usd, rr->p50_ms, rr->p95_ms);
 }
 
 /* Runs every case against a server started with cfg. Prints each case as it ends. */
@@ -1668,7 +1669,7 @@ static json_t *run_json(const run_result_t *rr, double threshold)
     }
     json_t *o = json_object();
     if (rr->label[0])
-        json_object_set_new(o, "label", json_string(rr->label));
+        json_object_set_new(o, "label", json_string(rr->label)); /* the model or prompts directory compared */
     json_object_set_new(o, "cases", cases);
     json_object_set_new(o, "total", json_integer((json_int_t)rr->n));
     json_object_set_new(o, "passed", json_integer((json_int_t)rr->passed));
@@ -1948,11 +1949,11 @@ int eval_main(int argc, char **argv)
         runs[0].label = fig_strdup("");
         if (run_set(&cli.cfg, set, &runs[0], "") != 0)
             goto out;
-        print_summary(&runs[0]);
+        print_summary(&runs[0], "");
         rc = run_rate(&runs[0]) >= o.threshold ? 0 : 1;
         if (o.json) {
             json_t *j = run_json(&runs[0], o.threshold);
-            char *s = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER);
+            char *s = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10));
             printf("%s\n", s);
             free(s);
             json_decref(j);
@@ -1991,13 +1992,8 @@ int eval_main(int argc, char **argv)
     }
     print_side_by_side(set, runs);
     for (int k = 0; k < 2; k++) {
-        char *l = runs[k].label;
-        fig_buf_t b = FIG_BUF_INIT;
-        fig_buf_appendf(&b, "%c %s", 'A' + k, l);
-        free(l);
-        runs[k].label = fig_buf_steal(&b);
         if (runs[k].res != NULL && !runs[k].failed_to_start)
-            print_summary(&runs[k]);
+            print_summary(&runs[k], k == 0 ? "A" : "B");
         ok = ok && !runs[k].failed_to_start && run_rate(&runs[k]) >= o.threshold;
     }
     rc = ok ? 0 : 1;
@@ -2009,7 +2005,7 @@ int eval_main(int argc, char **argv)
         json_object_set_new(j, "compare", json_string(o.compare_models ? "models" : "prompts"));
         json_object_set_new(j, "runs", arr);
         json_object_set_new(j, "ok", json_boolean(ok));
-        char *s = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        char *s = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10));
         printf("%s\n", s);
         free(s);
         json_decref(j);

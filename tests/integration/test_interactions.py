@@ -325,3 +325,20 @@ def test_deadline_gives_504(workdir, fakellm, tmp_path):
         assert "took too long" in r.text
     finally:
         fig.stop()
+
+
+def test_two_tool_calls_in_one_round_both_reach_the_model(figment, fakellm):
+    # regression: the second call's result was once freed by the first call's completion
+    fakellm.set_script({"rules": [
+        {"match": ".", "tool_results": 0, "reply": {"tool_calls": [
+            {"name": "sql", "arguments": {"query": "SELECT count(*) AS n FROM messages"}},
+            {"name": "sql", "arguments": {"query": "SELECT count(*) AS a FROM attachments"}}]}},
+        {"match": ".", "tool_results": 2, "reply": {"content": "# Two\n"}},
+    ]})
+    b = figment.browser()
+    for _ in range(20):
+        fakellm.clear()
+        assert b.get("/mail/").status == 200
+        results = [m["content"] for m in fakellm.requests()[1]["messages"] if m["role"] == "tool"]
+        assert len(results) == 2
+        assert results[0].startswith("n\n") and results[1].startswith("a\n"), results
