@@ -251,6 +251,7 @@ static void load_session_run(worker_job_t *job, worker_thread_t *wt)
     memcpy(id, ix->session.id, sizeof(id));
     if (session_load(st, id, ix->rt->app->name, ix->rt->app->limits.history_items, &ix->session, &ix->job_err) != 0)
         return;
+    session_cache_put(ix->env->session_cache, ix->rt->app->name, &ix->session);
     if (!budget_knows_session(ix->env->budget, id)) {
         double spent = session_spent_usd(st, id, &ix->job_err);
         if (spent >= 0)
@@ -258,36 +259,63 @@ static void load_session_run(worker_job_t *job, worker_thread_t *wt)
     }
 }
 
-static void load_session_done(worker_job_t *job)
+/* The session is known (from the store, the cache, or fresh): check the budgets and
+ * ask the model. */
+static void session_ready(interaction_t *ix)
 {
-    interaction_t *ix = H2O_STRUCT_FROM_MEMBER(interaction_t, job, job);
-    if (ix->req == NULL)
-        goto Exit;
     ix->rec.session_loaded_ns = interaction_now_ns();
     if (ix->session.state != NULL)
         ix->state_before = json_deep_copy(ix->session.state);
-    if (ix->job_err.code != FIG_OK) {
-        fail(ix, 500, "session_store", "figment could not load your session", ix->job_err.msg);
-        goto Exit;
-    }
     fig_err_t berr;
     fig_err_clear(&berr);
     if (budget_check(ix->env->budget, ix->session.id, ix->rt->app->name, time(NULL), &berr) != 0) {
         fail(ix, 402, "budget", "The spending limit is reached", berr.msg);
-        goto Exit;
+        return;
     }
     char *text = interaction_describe(ix);
     ix->messages = json_array();
     json_array_append_new(ix->messages, json_pack("{s:s, s:s}", "role", "user", "content", text));
     free(text);
     ask_model(ix);
-Exit:
+}
+
+static void load_session_done(worker_job_t *job)
+{
+    interaction_t *ix = H2O_STRUCT_FROM_MEMBER(interaction_t, job, job);
+    if (ix->req != NULL) {
+        if (ix->job_err.code != FIG_OK)
+            fail(ix, 500, "session_store", "figment could not load your session", ix->job_err.msg);
+        else
+            session_ready(ix);
+    }
     interaction_unref(ix);
 }
 
 void agent_start(interaction_t *ix)
 {
     agent_choose_models(ix);
+    agent_env_t *env = ix->env;
+    const char *app = ix->rt->app->name;
+    /* No worker hop when the session is known: a fresh id (nothing stored yet) or a
+     * cached one whose spending the budget accountant already tracks. */
+    if (ix->new_session) {
+        ix->session.state = json_object();
+        ix->session.history = json_array();
+        ix->session.exists = 0;
+        if (!budget_knows_session(env->budget, ix->session.id))
+            budget_seed_session(env->budget, ix->session.id, 0);
+        session_ready(ix);
+        return;
+    }
+    if (budget_knows_session(env->budget, ix->session.id)) {
+        char id[SESSION_ID_LEN + 1];
+        memcpy(id, ix->session.id, sizeof(id));
+        if (session_cache_get(env->session_cache, id, app, &ix->session)) {
+            session_ready(ix);
+            return;
+        }
+        memcpy(ix->session.id, id, sizeof(id));
+    }
     fig_err_clear(&ix->job_err);
     ix->job.run = load_session_run;
     ix->job.done = load_session_done;
@@ -519,7 +547,22 @@ static void save_session_run(worker_job_t *job, worker_thread_t *wt)
     session_store_t *st = worker_session_store(wt, &ix->job_err);
     if (st == NULL)
         return;
-    session_save(st, &ix->session, ix->rt->app->name, ix->method, ix->url, ix->page_title, &ix->job_err);
+    if (session_save(st, &ix->session, ix->rt->app->name, ix->method, ix->url, ix->page_title, &ix->job_err) != 0)
+        return;
+    /* committed: the cache gets the same state and the history as the store now has it */
+    session_t saved = ix->session;
+    json_t *history = json_array();
+    size_t n = ix->session.history ? json_array_size(ix->session.history) : 0;
+    size_t keep = (size_t)ix->rt->app->limits.history_items;
+    for (size_t i = n + 1 > keep ? n + 1 - keep : 0; i < n; i++)
+        json_array_append(history, json_array_get(ix->session.history, i));
+    if (keep > 0)
+        json_array_append_new(history, json_pack("{s:s, s:s, s:s}", "method", ix->method, "path", ix->url, "title",
+                                                 ix->page_title ? ix->page_title : ""));
+    saved.history = history;
+    saved.seq = ix->session.seq + 1;
+    session_cache_put(ix->env->session_cache, ix->rt->app->name, &saved);
+    json_decref(history);
 }
 
 static void save_session_done(worker_job_t *job)

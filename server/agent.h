@@ -22,6 +22,7 @@
 #include "llm_router.h"
 #include "otlp.h"
 #include "ratelimit.h"
+#include "session_cache.h"
 #include "trace.h"
 #include "worker.h"
 
@@ -30,6 +31,7 @@ typedef struct agent_env {
     h2o_multithread_receiver_t *receiver;
     llm_router_env_t router;          /* this thread's HTTP client and timers, shared breakers */
     budget_t *budget;                 /* shared, thread-safe */
+    session_cache_t *session_cache;   /* shared, thread-safe */
     concurrency_cap_t *upstream_cap;  /* shared, thread-safe */
     trace_writer_t *traces;           /* shared, thread-safe; NULL = no traces */
     otlp_exporter_t *otlp;            /* shared, thread-safe; NULL = no export */

@@ -50,6 +50,7 @@
 #include "interaction.h"
 #include "render.h"
 #include "session.h"
+#include "session_cache.h"
 #include "worker.h"
 
 #define MAX_PATH_BYTES 2048
@@ -75,6 +76,7 @@ struct server {
     ratelimiter_t *limit_session, *limit_ip, *limit_app;
     concurrency_cap_t *upstream_cap;
     budget_t *budget;
+    session_cache_t *session_cache;
     trace_writer_t *traces;
     otlp_exporter_t *otlp;
     char *operator_token;
@@ -741,6 +743,7 @@ static void *thread_main(void *arg)
     th->env.workers = srv->workers;
     th->env.receiver = &th->receiver;
     th->env.budget = srv->budget;
+    th->env.session_cache = srv->session_cache;
     th->env.upstream_cap = srv->upstream_cap;
     th->env.traces = srv->traces;
     th->env.otlp = srv->otlp;
@@ -818,6 +821,7 @@ static int setup(server_t *srv, const config_t *cfg, fig_err_t *err)
     srv->limit_app = ratelimiter_create(&srv->providers.rate_limits.per_app, 1024);
     srv->upstream_cap = concurrency_cap_create(srv->providers.rate_limits.max_concurrent_upstream);
     srv->budget = budget_create(&srv->providers.budgets, 100000);
+    srv->session_cache = session_cache_create(100000);
     if (apps_load_all(cfg->prompts_dir, cfg->var_dir, &srv->apps, err) != 0)
         return -1;
     fig_buf_t p = FIG_BUF_INIT;
@@ -956,6 +960,7 @@ static void teardown(server_t *srv)
     ratelimiter_free(srv->limit_app);
     concurrency_cap_free(srv->upstream_cap);
     budget_free(srv->budget);
+    session_cache_free(srv->session_cache);
     providers_free(&srv->providers);
 }
 
