@@ -10,7 +10,10 @@
  * Write interest becomes a plain EPOLLOUT bit; removal is EPOLL_CTL_DEL.
  *
  * curl's single timer maps onto a one-entry h2o_timeout_t whose duration is
- * rewritten, clamped to >= 1 ms (0 ms re-fires inside h2o_timeout_run forever).
+ * rewritten, clamped to >= 1 ms (0 ms re-fires inside h2o_timeout_run forever). Since
+ * curl asks for 0 ms whenever it wants to run again at once (starting a transfer, state
+ * changes), drive() performs those right after the socket action that asked, bounded,
+ * instead of a millisecond later; the clamped timer remains only the fallback.
  */
 #include "http_client.h"
 
@@ -32,6 +35,7 @@ struct http_client {
     h2o_linklist_t calls;
     size_t inflight;
     int in_check;       /* inside check_multi_info(): finished calls are collected there */
+    int kick_pending;   /* curl asked for a 0 ms timeout: act right after the current action */
 };
 
 struct http_call {
@@ -49,6 +53,21 @@ struct http_call {
 };
 
 static void check_multi_info(http_client_t *c);
+
+/* One socket action, then curl's 0 ms timeouts at once instead of a millisecond later
+ * (h2o's timers are clamped to >= 1 ms). Bounded, in case curl keeps asking. Never
+ * called from inside a curl callback. */
+static int drive(http_client_t *c, curl_socket_t fd, int flags)
+{
+    int running = 0;
+    c->kick_pending = 0;
+    curl_multi_socket_action(c->multi, fd, flags, &running);
+    for (int i = 0; i < 8 && c->kick_pending; i++) {
+        c->kick_pending = 0;
+        curl_multi_socket_action(c->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    }
+    return running; /* transfers still running */
+}
 
 static void call_free(http_call_t *call)
 {
@@ -75,9 +94,8 @@ static void on_epoll_ready(h2o_socket_t *sock, const char *err)
             flags |= CURL_CSELECT_OUT;
         if (evs[i].events & EPOLLERR)
             flags |= CURL_CSELECT_ERR;
-        int running;
         /* a socket removed by an earlier action in this batch is ignored by curl */
-        curl_multi_socket_action(c->multi, evs[i].data.fd, flags, &running);
+        drive(c, evs[i].data.fd, flags);
     }
     check_multi_info(c);
 }
@@ -110,8 +128,7 @@ static int on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *userp, v
 static void on_timer(h2o_timeout_entry_t *entry)
 {
     http_client_t *c = H2O_STRUCT_FROM_MEMBER(http_client_t, timer, entry);
-    int running;
-    curl_multi_socket_action(c->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    drive(c, CURL_SOCKET_TIMEOUT, 0);
     check_multi_info(c);
 }
 
@@ -122,6 +139,8 @@ static int on_curl_timer(CURLM *multi, long timeout_ms, void *userp)
         h2o_timeout_unlink(&c->timer);
     if (timeout_ms < 0)
         return 0;
+    if (timeout_ms == 0)
+        c->kick_pending = 1; /* drive() acts on it as soon as curl returns; the timer is the fallback */
     c->timer_queue.timeout = timeout_ms < 1 ? 1 : (uint64_t)timeout_ms;
     h2o_timeout_link(c->loop, &c->timer_queue, &c->timer);
     return 0;
@@ -265,8 +284,7 @@ http_call_t *http_call_start(http_client_t *c, http_call_opts_t *opts, const htt
     /* curl asks for a 0 ms timeout to start the transfer; h2o's timers are clamped
      * to >= 1 ms, so start it now instead of a millisecond later. Not from inside a
      * curl callback: http_call_start() is never called there (see the header). */
-    int running = 0;
-    curl_multi_socket_action(c->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    int running = drive(c, CURL_SOCKET_TIMEOUT, 0);
     if ((size_t)running < c->inflight && !h2o_timeout_is_linked(&c->timer)) {
         /* something finished during the kick (e.g. a refused connection): collect it on
          * the next loop turn, never before the caller holds this call's pointer */
