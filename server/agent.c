@@ -145,6 +145,10 @@ static void finish(interaction_t *ix, int status, const char *outcome)
         interaction_log(ix);
     record_trace(ix);
     ix->env->respond(ix, status);
+    if (ix->counted_in_flight) { /* answered: no longer in flight, whatever is recorded after */
+        ix->counted_in_flight = 0;
+        metrics_in_flight_add(-1);
+    }
     if (ix->rec.attempts > 0 || (status == 200 && ix->page_html != NULL)) {
         ix->job.run = record_run;
         ix->job.done = record_done;

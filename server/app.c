@@ -23,6 +23,8 @@
  */
 #include "app.h"
 
+#include "fsutil.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -128,59 +130,6 @@ static int app_valid_utf8(const char *s, size_t len)
         return 0;
     json_decref(j);
     return 1;
-}
-
-/* Reads a whole file of at most max bytes. Returns NULL with errno-based err;
- * *missing is set when the file does not exist. */
-static char *app_read_file(const char *path, size_t max, size_t *len_out, int *missing, fig_err_t *err)
-{
-    if (missing)
-        *missing = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        if (missing && errno == ENOENT)
-            *missing = 1;
-        fig_err_set(err, FIG_E_CONFIG, "%s: %s", path, strerror(errno));
-        return NULL;
-    }
-    struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        fig_err_set(err, FIG_E_CONFIG, "%s: not a regular file", path);
-        close(fd);
-        return NULL;
-    }
-    if ((unsigned long long)st.st_size > max) {
-        fig_err_set(err, FIG_E_CONFIG, "%s: larger than %zu bytes", path, max);
-        close(fd);
-        return NULL;
-    }
-    fig_buf_t b = FIG_BUF_INIT;
-    fig_buf_reserve(&b, (size_t)st.st_size);
-    for (;;) {
-        fig_buf_reserve(&b, 4096);
-        ssize_t r = read(fd, b.data + b.len, b.cap - b.len - 1);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0) {
-            fig_err_set(err, FIG_E_CONFIG, "%s: %s", path, strerror(errno));
-            close(fd);
-            fig_buf_free(&b);
-            return NULL;
-        }
-        if (r == 0)
-            break;
-        b.len += (size_t)r;
-        b.data[b.len] = '\0';
-        if (b.len > max) {
-            fig_err_set(err, FIG_E_CONFIG, "%s: larger than %zu bytes", path, max);
-            close(fd);
-            fig_buf_free(&b);
-            return NULL;
-        }
-    }
-    close(fd);
-    *len_out = b.len;
-    return fig_buf_steal(&b);
 }
 
 static char *app_join(const char *a, const char *b)
@@ -632,7 +581,7 @@ app_t *app_load(const char *prompts_dir, const char *name, const char *var_dir, 
 
     char *json_path = app_join(app->dir, "app.json");
     size_t len = 0;
-    char *text = app_read_file(json_path, APP_MAX_JSON_BYTES, &len, NULL, err);
+    char *text = fs_read_file(json_path, APP_MAX_JSON_BYTES, &len, NULL, FIG_E_CONFIG, err);
     if (text == NULL) {
         free(json_path);
         goto fail;
@@ -650,7 +599,7 @@ app_t *app_load(const char *prompts_dir, const char *name, const char *var_dir, 
         goto fail;
 
     char *prompt_path = app_join(app->dir, "prompt.md");
-    app->prompt_md = app_read_file(prompt_path, APP_MAX_PROMPT_BYTES, &len, NULL, err);
+    app->prompt_md = fs_read_file(prompt_path, APP_MAX_PROMPT_BYTES, &len, NULL, FIG_E_CONFIG, err);
     if (app->prompt_md == NULL) {
         free(prompt_path);
         goto fail;
@@ -765,29 +714,6 @@ const app_t *apps_find(const app_list_t *list, const char *name, size_t name_len
 
 /* ---- the app database ---- */
 
-static int app_mkdir_p(const char *dir, fig_err_t *err)
-{
-    char path[PATH_MAX];
-    size_t n = strlen(dir);
-    if (n == 0 || n >= sizeof(path)) {
-        fig_err_set(err, FIG_E_IO, "%s: bad directory path", dir);
-        return -1;
-    }
-    memcpy(path, dir, n + 1);
-    for (size_t i = 1; i <= n; i++) {
-        if (path[i] != '/' && path[i] != '\0')
-            continue;
-        char saved = path[i];
-        path[i] = '\0';
-        if (mkdir(path, 0755) != 0 && errno != EEXIST) {
-            fig_err_set(err, FIG_E_IO, "%s: cannot create directory: %s", path, strerror(errno));
-            return -1;
-        }
-        path[i] = saved;
-    }
-    return 0;
-}
-
 static void app_unlink_db(const char *path)
 {
     static const char *const suffixes[] = {"", "-wal", "-shm", "-journal"};
@@ -806,7 +732,7 @@ static int app_db_seed(app_t *app, const char *parent, fig_err_t *err)
     size_t seed_len = 0;
     int missing = 0;
     fig_err_t rerr;
-    char *seed = app_read_file(seed_path, APP_MAX_SEED_BYTES, &seed_len, &missing, &rerr);
+    char *seed = fs_read_file(seed_path, APP_MAX_SEED_BYTES, &seed_len, &missing, FIG_E_CONFIG, &rerr);
     if (seed == NULL && !missing) {
         if (err)
             *err = rerr;
@@ -903,7 +829,7 @@ int app_db_prepare(app_t *app, fig_err_t *err)
         parent[1] = '\0';
     else
         strcpy(parent, ".");
-    if (app_mkdir_p(parent, err) != 0) {
+    if (fs_mkdir_p(parent, 0755, err) != 0) {
         free(parent);
         return -1;
     }

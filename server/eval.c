@@ -30,6 +30,8 @@
  */
 #include "eval.h"
 
+#include "fsutil.h"
+
 #include <ctype.h>
 #include <curl/curl.h>
 #include <errno.h>
@@ -1841,34 +1843,7 @@ static int eval_own_flag(void *ctx, int argc, char **argv, int i)
 
 static char *read_file(const char *path, size_t *len, fig_err_t *err)
 {
-    FILE *f = fopen(path, "rb");
-    if (f == NULL) {
-        fig_err_set(err, FIG_E_IO, "%s: %s", path, strerror(errno));
-        return NULL;
-    }
-    fig_buf_t b = FIG_BUF_INIT;
-    char chunk[65536];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0) {
-        if (b.len + n > (size_t)EVAL_MAX_CASES * 4096 + EVAL_MAX_LINE_BYTES) {
-            fig_err_set(err, FIG_E_TOO_LARGE, "%s: too large", path);
-            fclose(f);
-            fig_buf_free(&b);
-            return NULL;
-        }
-        fig_buf_append(&b, chunk, n);
-    }
-    int bad = ferror(f);
-    fclose(f);
-    if (bad) {
-        fig_err_set(err, FIG_E_IO, "%s: read error", path);
-        fig_buf_free(&b);
-        return NULL;
-    }
-    *len = b.len;
-    if (b.data == NULL)
-        return fig_strdup("");
-    return fig_buf_steal(&b);
+    return fs_read_file(path, (size_t)EVAL_MAX_CASES * 4096 + EVAL_MAX_LINE_BYTES, len, NULL, FIG_E_IO, err);
 }
 
 static void print_side_by_side(const eval_set_t *set, run_result_t runs[2])

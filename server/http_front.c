@@ -47,6 +47,7 @@
 #include "buf.h"
 #include "crypto.h"
 #include "form.h"
+#include "fsutil.h"
 #include "interaction.h"
 #include "render.h"
 #include "session.h"
@@ -594,22 +595,6 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
 
 /* ---------- set-up, threads, shutdown ---------- */
 
-static char *read_file(const char *path, fig_err_t *err)
-{
-    FILE *f = fopen(path, "rb");
-    if (f == NULL) {
-        fig_err_set(err, FIG_E_CONFIG, "%s: %s", path, strerror(errno));
-        return NULL;
-    }
-    fig_buf_t b = FIG_BUF_INIT;
-    char chunk[8192];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
-        fig_buf_append(&b, chunk, n);
-    fclose(f);
-    return fig_buf_steal(&b);
-}
-
 /* The byte-stable prompt prefix of an app (docs/ARCHITECTURE.md, "The interaction contract"). */
 static char *build_system_prompt(const char *system_md, const app_t *app)
 {
@@ -826,7 +811,7 @@ static int setup(server_t *srv, const config_t *cfg, fig_err_t *err)
         return -1;
     fig_buf_t p = FIG_BUF_INIT;
     fig_buf_appendf(&p, "%s/system.md", cfg->prompts_dir);
-    char *system_md = read_file(p.data, err);
+    char *system_md = fs_read_file(p.data, 1u << 20, NULL, NULL, FIG_E_CONFIG, err);
     fig_buf_free(&p);
     if (system_md == NULL)
         return -1;

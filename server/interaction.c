@@ -32,6 +32,7 @@ interaction_t *interaction_new(struct agent_env *env, const app_runtime_t *rt, h
     free(hex);
     ix->tool_log = json_array();
     metrics_in_flight_add(1);
+    ix->counted_in_flight = 1;
     return ix;
 }
 
@@ -46,7 +47,8 @@ void interaction_unref(interaction_t *ix)
         return;
     if (ix->holds_upstream_slot)
         concurrency_cap_release(ix->env->upstream_cap);
-    metrics_in_flight_add(-1);
+    if (ix->counted_in_flight)
+        metrics_in_flight_add(-1);
     free(ix->error_text);
     json_decref(ix->state_before);
     json_decref(ix->tool_log);

@@ -24,6 +24,8 @@
  */
 #include "providers.h"
 
+#include "fsutil.h"
+
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
@@ -780,41 +782,18 @@ int providers_load(const char *path, providers_config_t *out, fig_err_t *err)
     if (path == NULL)
         return prov_from_env(out, err);
     memset(out, 0, sizeof(*out));
-    FILE *f = fopen(path, "rb");
-    if (f == NULL) {
-        fig_err_set(err, FIG_E_CONFIG, "%s: %s", path, strerror(errno));
+    size_t len = 0;
+    char *text = fs_read_file(path, PROV_MAX_FILE_BYTES, &len, NULL, FIG_E_CONFIG, err);
+    if (text == NULL)
+        return -1;
+    if (memchr(text, '\0', len) != NULL) {
+        fig_err_set(err, FIG_E_CONFIG, "%s: contains a NUL byte", path);
+        free(text);
         return -1;
     }
-    fig_buf_t b = FIG_BUF_INIT;
-    for (;;) {
-        fig_buf_reserve(&b, 16384);
-        size_t r = fread(b.data + b.len, 1, b.cap - b.len - 1, f);
-        b.len += r;
-        b.data[b.len] = '\0';
-        if (b.len > PROV_MAX_FILE_BYTES) {
-            fig_err_set(err, FIG_E_CONFIG, "%s: larger than %d bytes", path, PROV_MAX_FILE_BYTES);
-            goto fail;
-        }
-        if (r == 0)
-            break;
-    }
-    if (ferror(f)) {
-        fig_err_set(err, FIG_E_CONFIG, "%s: read error", path);
-        goto fail;
-    }
-    if (memchr(b.data, '\0', b.len) != NULL) {
-        fig_err_set(err, FIG_E_CONFIG, "%s: contains a NUL byte", path);
-        goto fail;
-    }
-    fclose(f);
-    int rc = providers_parse_json(out, path, b.data, err);
-    fig_buf_free(&b);
+    int rc = providers_parse_json(out, path, text, err);
+    free(text);
     return rc;
-
-fail:
-    fclose(f);
-    fig_buf_free(&b);
-    return -1;
 }
 
 void providers_free(providers_config_t *cfg)

@@ -25,6 +25,8 @@
  */
 #include "session.h"
 
+#include "fsutil.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -45,29 +47,6 @@
 #define SESSION_SCHEMA_VERSION 2
 
 /* ---- key file ---- */
-
-static int session_mkdir_p(const char *dir, mode_t mode, fig_err_t *err)
-{
-    char path[PATH_MAX];
-    size_t n = strlen(dir);
-    if (n == 0 || n >= sizeof(path)) {
-        fig_err_set(err, FIG_E_IO, "%s: bad directory path", dir);
-        return -1;
-    }
-    memcpy(path, dir, n + 1);
-    for (size_t i = 1; i <= n; i++) {
-        if (path[i] != '/' && path[i] != '\0')
-            continue;
-        char saved = path[i];
-        path[i] = '\0';
-        if (mkdir(path, mode) != 0 && errno != EEXIST) {
-            fig_err_set(err, FIG_E_IO, "%s: cannot create directory: %s", path, strerror(errno));
-            return -1;
-        }
-        path[i] = saved;
-    }
-    return 0;
-}
 
 static int session_fsync_dir(const char *dir)
 {
@@ -182,7 +161,7 @@ int session_key_load(const char *var_dir, uint8_t key[SESSION_KEY_LEN], fig_err_
             fig_err_set(err, FIG_E_IO, "%s: %s", path, strerror(errno));
             return -1;
         }
-        if (session_mkdir_p(var_dir, 0700, err) != 0 || session_key_create(var_dir, path, err) != 0)
+        if (fs_mkdir_p(var_dir, 0700, err) != 0 || session_key_create(var_dir, path, err) != 0)
             return -1;
     }
     fig_err_set(err, FIG_E_IO, "%s: cannot load the key", path);

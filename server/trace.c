@@ -31,6 +31,8 @@
  */
 #include "trace.h"
 
+#include "fsutil.h"
+
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
@@ -241,33 +243,6 @@ static int trace_exec(sqlite3 *db, const char *path, const char *sql, fig_err_t 
         fig_err_set(err, FIG_E_DB, "%s: %s", path, msg ? msg : sqlite3_errmsg(db));
         sqlite3_free(msg);
         return -1;
-    }
-    return 0;
-}
-
-static int trace_mkdir_parent(const char *path, fig_err_t *err)
-{
-    const char *slash = strrchr(path, '/');
-    if (slash == NULL || slash == path)
-        return 0;
-    char dir[PATH_MAX];
-    size_t n = (size_t)(slash - path);
-    if (n >= sizeof(dir)) {
-        fig_err_set(err, FIG_E_IO, "%s: path too long", path);
-        return -1;
-    }
-    memcpy(dir, path, n);
-    dir[n] = '\0';
-    for (size_t i = 1; i <= n; i++) {
-        if (dir[i] != '/' && dir[i] != '\0')
-            continue;
-        char saved = dir[i];
-        dir[i] = '\0';
-        if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
-            fig_err_set(err, FIG_E_IO, "%s: cannot create directory: %s", dir, strerror(errno));
-            return -1;
-        }
-        dir[i] = saved;
     }
     return 0;
 }
@@ -631,7 +606,7 @@ trace_writer_t *trace_writer_start(const char *db_path, int redact_data, fig_err
         fig_err_set(err, FIG_E_CONFIG, "traces: no database path");
         return NULL;
     }
-    if (trace_mkdir_parent(db_path, err) != 0)
+    if (fs_mkdir_parent(db_path, 0700, err) != 0)
         return NULL;
     trace_writer_t *w = fig_calloc(1, sizeof(*w));
     w->path = fig_strdup(db_path);
