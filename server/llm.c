@@ -75,3 +75,15 @@ int llm_has_ctl(const char *s)
             return 1;
     return 0;
 }
+
+int llm_tool_fields(const json_t *tool, size_t i, json_t **name, json_t **desc, json_t **params, fig_err_t *err)
+{
+    *name = json_object_get(tool, "name");
+    *desc = json_object_get(tool, "description");
+    *params = json_object_get(tool, "parameters");
+    if (!json_is_string(*name) || (*desc && !json_is_string(*desc)) || (*params && !json_is_object(*params))) {
+        fig_err_set(err, FIG_E_INVALID, "tool schema %zu is malformed", i);
+        return -1;
+    }
+    return 0;
+}

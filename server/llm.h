@@ -111,5 +111,9 @@ void llm_quote(fig_buf_t *out, const char *s, size_t n);
 int llm_is_json_type(const char *content_type);
 /* 1 when s contains a control character (CR, LF, ... DEL): unfit for a URL or header. */
 int llm_has_ctl(const char *s);
+/* The parts of tool schema number i (llm.h format): name (required string),
+ * description (optional string), parameters (optional object); borrowed references.
+ * -1 with err "tool schema i is malformed" otherwise. */
+int llm_tool_fields(const json_t *tool, size_t i, json_t **name, json_t **desc, json_t **params, fig_err_t *err);
 
 #endif

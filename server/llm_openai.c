@@ -114,12 +114,9 @@ static int openai_add_tools(json_t *root, const json_t *tools, fig_err_t *err)
     size_t i;
     json_t *t;
     json_array_foreach(tools, i, t) {
-        json_t *name = json_object_get(t, "name"), *desc = json_object_get(t, "description"),
-               *params = json_object_get(t, "parameters");
-        if (!json_is_string(name) || (desc && !json_is_string(desc)) || (params && !json_is_object(params))) {
-            fig_err_set(err, FIG_E_INVALID, "tool schema %zu is malformed", i);
+        json_t *name, *desc, *params;
+        if (llm_tool_fields(t, i, &name, &desc, &params, err) != 0)
             return -1;
-        }
         json_t *fn = json_object();
         json_object_set(fn, "name", name);
         if (desc)
