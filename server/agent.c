@@ -23,6 +23,23 @@ static void run_next_tool(interaction_t *ix);
 
 /* After the response: what the interaction cost (budgets read it back at start) and,
  * for a good GET page, the page itself (served marked stale if the model later fails). */
+static session_usage_t usage_record(const interaction_t *ix)
+{
+    session_usage_t u = {
+        .session_id = ix->session.id,
+        .app = ix->rt->app->name,
+        .model = ix->rec.model,
+        .outcome = ix->rec.outcome,
+        .prompt_tokens = ix->rec.usage.prompt_tokens,
+        .cached_tokens = ix->rec.usage.cached_tokens,
+        .cache_write_tokens = ix->rec.usage.cache_write_tokens,
+        .completion_tokens = ix->rec.usage.completion_tokens,
+        .cost_usd = ix->rec.cost_usd,
+        .route = ix->rec.route,
+    };
+    return u;
+}
+
 static void record_run(worker_job_t *job, worker_thread_t *wt)
 {
     interaction_t *ix = H2O_STRUCT_FROM_MEMBER(interaction_t, job, job);
@@ -32,18 +49,7 @@ static void record_run(worker_job_t *job, worker_thread_t *wt)
     if (st == NULL)
         return;
     if (ix->rec.attempts > 0) {
-        session_usage_t u = {
-            .session_id = ix->session.id,
-            .app = ix->rt->app->name,
-            .model = ix->rec.model,
-            .outcome = ix->rec.outcome,
-            .prompt_tokens = ix->rec.usage.prompt_tokens,
-            .cached_tokens = ix->rec.usage.cached_tokens,
-            .cache_write_tokens = ix->rec.usage.cache_write_tokens,
-            .completion_tokens = ix->rec.usage.completion_tokens,
-            .cost_usd = ix->rec.cost_usd,
-            .route = ix->rec.route,
-        };
+        session_usage_t u = usage_record(ix);
         session_record_usage(st, &u, &err);
     }
     if (ix->rec.status == 200 && !ix->rec.stale && ix->page_html != NULL && strcmp(ix->method, "GET") == 0)
@@ -149,7 +155,7 @@ static void finish(interaction_t *ix, int status, const char *outcome)
         ix->counted_in_flight = 0;
         metrics_in_flight_add(-1);
     }
-    if (ix->rec.attempts > 0 || (status == 200 && ix->page_html != NULL)) {
+    if (!ix->recorded && (ix->rec.attempts > 0 || (status == 200 && ix->page_html != NULL))) {
         ix->job.run = record_run;
         ix->job.done = record_done;
         ix->job.receiver = ix->env->receiver;
@@ -551,8 +557,13 @@ static void save_session_run(worker_job_t *job, worker_thread_t *wt)
     session_store_t *st = worker_session_store(wt, &ix->job_err);
     if (st == NULL)
         return;
-    if (session_save(st, &ix->session, ix->rt->app->name, ix->method, ix->url, ix->page_title, &ix->job_err) != 0)
+    /* one commit: the state, the interaction, its cost and (for a GET) the page */
+    session_usage_t u = usage_record(ix);
+    int is_get = strcmp(ix->method, "GET") == 0;
+    if (session_save_all(st, &ix->session, ix->rt->app->name, ix->method, ix->url, ix->page_title,
+                         ix->rec.attempts > 0 ? &u : NULL, is_get ? ix->page_html : NULL, &ix->job_err) != 0)
         return;
+    ix->recorded = 1;
     /* committed: the cache gets the same state and the history as the store now has it */
     session_t saved = ix->session;
     json_t *history = json_array();

@@ -253,6 +253,8 @@ int session_csrf_check(const uint8_t key[SESSION_KEY_LEN], const char *id, const
 
 /* ---- store ---- */
 
+int session_record_usage(session_store_t *st, const session_usage_t *u, fig_err_t *err);
+
 struct session_store {
     sqlite3 *db;
     char *path;
@@ -530,6 +532,12 @@ int session_load(session_store_t *st, const char *id, const char *app, int histo
 int session_save(session_store_t *st, const session_t *s, const char *app, const char *method, const char *path,
                  const char *title, fig_err_t *err)
 {
+    return session_save_all(st, s, app, method, path, title, NULL, NULL, err);
+}
+
+int session_save_all(session_store_t *st, const session_t *s, const char *app, const char *method, const char *path,
+                     const char *title, const session_usage_t *usage, const char *page_html, fig_err_t *err)
+{
     if (!session_id_ok(s->id, strlen(s->id)) || app == NULL || method == NULL || path == NULL) {
         fig_err_set(err, FIG_E_INVALID, "session_save: malformed arguments");
         return -1;
@@ -583,6 +591,12 @@ int session_save(session_store_t *st, const session_t *s, const char *app, const
         goto rollback;
     }
     session_stmt_done(ins);
+
+    /* the same commit records the cost and keeps the page (one fsync-free WAL commit) */
+    if (usage != NULL && session_record_usage(st, usage, err) != 0)
+        goto rollback;
+    if (page_html != NULL && session_page_save(st, s->id, app, path, title, page_html, err) != 0)
+        goto rollback;
 
     if (session_step_done(st, st->commit, "commit", err) != 0)
         goto rollback;

@@ -62,7 +62,8 @@ int session_save(session_store_t *st, const session_t *s, const char *app, const
 void session_clear(session_t *s);
 
 /* What one interaction cost, recorded whatever its outcome (budgets add it up). */
-typedef struct {
+struct session_usage;
+typedef struct session_usage {
     const char *session_id;
     const char *app;
     const char *model;   /* "provider/model" that answered or was tried last */
@@ -73,6 +74,10 @@ typedef struct {
     int64_t created_at;  /* unix seconds; 0 = now */
 } session_usage_t;
 int session_record_usage(session_store_t *st, const session_usage_t *u, fig_err_t *err);
+/* session_save() plus, in the same transaction, the usage record (NULL = none) and the
+ * page as the last good rendering of `path` (NULL = none): one commit per interaction. */
+int session_save_all(session_store_t *st, const session_t *s, const char *app, const char *method, const char *path,
+                     const char *title, const session_usage_t *usage, const char *page_html, fig_err_t *err);
 /* The session's spending in all apps, or -1 with err. */
 double session_spent_usd(session_store_t *st, const char *session_id, fig_err_t *err);
 /* Calls each(app, usd) for every app's spending since `since` (unix seconds). */

@@ -533,6 +533,42 @@ static void test_store_usage_and_pages(void **s)
     session_store_close(st);
 }
 
+/* session_save_all() writes the state, the interaction, the usage and the page in one
+ * transaction: all of it is there afterwards, and none of it when the save is refused. */
+static void test_store_save_all_one_commit(void **s)
+{
+    (void)s;
+    session_store_t *st = open_store("saveall.db");
+    fig_err_t err = {0};
+    session_t sess;
+    memset(&sess, 0, sizeof(sess));
+    strcpy(sess.id, "0123456789abcdef0123456789abcdef");
+    sess.state = json_pack("{s:s}", "user", "alex");
+    session_usage_t u = {sess.id, "mail", "openai/gpt", "ok", 10, 0, 0, 5, 0.5, "openai/gpt: ok", 0};
+    assert_int_equal(session_save_all(st, &sess, "mail", "GET", "/mail/", "Inbox", &u, "<h1>Inbox</h1>", &err), 0);
+    assert_true(fabs(session_spent_usd(st, sess.id, &err) - 0.5) < 1e-9);
+    char *title = NULL, *html = NULL;
+    int64_t at = 0;
+    assert_int_equal(session_page_load(st, sess.id, "mail", "/mail/", &title, &html, &at, &err), 1);
+    assert_string_equal(html, "<h1>Inbox</h1>");
+    free(title);
+    free(html);
+    session_t back;
+    assert_int_equal(session_load(st, sess.id, "mail", 5, &back, &err), 0);
+    assert_string_equal(json_string_value(json_object_get(back.state, "user")), "alex");
+    assert_int_equal(json_array_size(back.history), 1);
+    session_clear(&back);
+    /* a refused save (the state is not an object) leaves no usage row behind */
+    json_decref(sess.state);
+    sess.state = json_array();
+    u.cost_usd = 7;
+    assert_int_equal(session_save_all(st, &sess, "mail", "GET", "/mail/x", "X", &u, "<p>x</p>", &err), -1);
+    assert_true(fabs(session_spent_usd(st, sess.id, &err) - 0.5) < 1e-9);
+    assert_int_equal(session_page_load(st, sess.id, "mail", "/mail/x", &title, &html, &at, &err), 0);
+    session_clear(&sess);
+    session_store_close(st);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -548,6 +584,7 @@ int main(void)
         cmocka_unit_test(test_store_bad_arguments),
         cmocka_unit_test(test_store_two_connections),
         cmocka_unit_test(test_store_usage_and_pages),
+        cmocka_unit_test(test_store_save_all_one_commit),
     };
     return cmocka_run_group_tests(tests, setup_dir, teardown_dir);
 }
