@@ -154,6 +154,7 @@ static void finish(interaction_t *ix, int status, const char *outcome)
     if (ix->counted_in_flight) { /* answered: no longer in flight, whatever is recorded after */
         ix->counted_in_flight = 0;
         metrics_in_flight_add(-1);
+        ix->env->in_flight--;
     }
     if (!ix->recorded && (ix->rec.attempts > 0 || (status == 200 && ix->page_html != NULL))) {
         ix->job.run = record_run;

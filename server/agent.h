@@ -36,6 +36,7 @@ typedef struct agent_env {
     trace_writer_t *traces;           /* shared, thread-safe; NULL = no traces */
     otlp_exporter_t *otlp;            /* shared, thread-safe; NULL = no export */
     const uint8_t *session_key;       /* for the CSRF token of the feedback form */
+    int in_flight;                    /* this loop's interactions not yet answered (for draining) */
     int quiet;
     /* Sends the response for ix (status, ix->page, cookie) if the client is still there. */
     void (*respond)(interaction_t *ix, int status);

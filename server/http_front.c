@@ -56,6 +56,8 @@
 
 #define MAX_PATH_BYTES 2048
 #define STATIC_MAX_FILE (2u << 20)
+/* on SIGTERM, how long interactions already accepted may take to finish */
+#define DRAIN_MS 10000
 /* idle keep-alive connections to the model endpoint kept per loop thread */
 #define UPSTREAM_IDLE_CONNECTIONS 16
 
@@ -107,6 +109,7 @@ typedef struct server_thread {
     timer_set_t *timers;
     agent_env_t env;
     operator_env_t operator_env;
+    int kept_open; /* stopped with idle connections: its h2o context was not disposed */
 } server_thread_t;
 
 typedef struct {
@@ -115,6 +118,9 @@ typedef struct {
 } front_handler_t;
 
 static volatile sig_atomic_t stopping;
+/* Thread records whose h2o context could not be disposed at shutdown (idle connections
+ * were open), kept reachable until the process ends. */
+static void *volatile retained_threads;
 
 /* ---------- responses ---------- */
 
@@ -167,6 +173,8 @@ static const char *reason_for(int status)
 /* Sends a complete HTML document (copied into the request's pool). */
 static void send_html(h2o_req_t *req, int status, const char *set_cookie, const char *html, size_t len)
 {
+    if (stopping) /* draining: this connection closes after the answer */
+        req->http1_is_persistent = 0;
     req->res.status = status;
     req->res.reason = reason_for(status);
     add_header(req, H2O_TOKEN_CONTENT_TYPE, "text/html; charset=utf-8");
@@ -752,6 +760,14 @@ static void *thread_main(void *arg)
     h2o_socket_read_stop(th->listener);
     h2o_socket_close(th->listener); /* closes listen_fd too */
     th->listen_fd = -1;
+    /* drain: interactions already accepted get their answer (bounded by DRAIN_MS);
+     * while stopping, answers close their connection (send_html) */
+    uint64_t drain_until = h2o_now(th->loop) + DRAIN_MS;
+    while (th->env.in_flight > 0 && h2o_now(th->loop) < drain_until)
+        h2o_evloop_run(th->loop, 50);
+    for (int i = 0; i < 5; i++) /* write the last answers out */
+        h2o_evloop_run(th->loop, 10);
+    int conns_left = !h2o_linklist_is_empty(&th->ctx.http1._conns);
     /* deliver what the workers finish for this loop (e.g. usage records) before leaving;
      * a done callback may queue one more job (the record after a response) */
     for (int i = 0; i < 4; i++) {
@@ -763,6 +779,13 @@ static void *thread_main(void *arg)
     /* let h2o finish closing sockets, then release the loop's resources */
     h2o_evloop_run(th->loop, 0);
     worker_receiver_dispose(&th->ctx, &th->receiver);
+    if (conns_left) {
+        /* h2o 2.2.5 cannot dispose a context with live connections (it asserts on their
+         * timeouts), and the process is exiting anyway: the kernel closes the idle
+         * keep-alive sockets; server_stop() keeps this thread's memory reachable */
+        th->kept_open = 1;
+        return NULL;
+    }
     h2o_context_dispose(&th->ctx);
     h2o_evloop_destroy(th->loop);
     return NULL;
@@ -1005,9 +1028,18 @@ void server_stop(server_t *srv)
     if (srv == NULL)
         return;
     stopping = 1;
-    for (int i = 0; i < srv->nthreads; i++)
+    int kept_open = 0;
+    for (int i = 0; i < srv->nthreads; i++) {
         pthread_join(srv->threads[i].tid, NULL);
-    free(srv->threads);
+        kept_open |= srv->threads[i].kept_open;
+    }
+    if (kept_open) {
+        /* a loop left its h2o context in place (idle connections at exit); the context
+         * lives inside these records, which stay allocated until the process ends */
+        retained_threads = srv->threads;
+    } else {
+        free(srv->threads);
+    }
     teardown(srv);
     free(srv);
 }

@@ -6,7 +6,8 @@
  * agent as interactions.
  *
  * server_run() blocks until SIGINT or SIGTERM, then stops accepting, lets the
- * worker pool finish queued writes, and returns.
+ * interactions already accepted finish (bounded), lets the worker pool finish queued
+ * writes, and returns.
  */
 #ifndef FIG_HTTP_FRONT_H
 #define FIG_HTTP_FRONT_H

@@ -33,6 +33,7 @@ interaction_t *interaction_new(struct agent_env *env, const app_runtime_t *rt, h
     ix->tool_log = json_array();
     metrics_in_flight_add(1);
     ix->counted_in_flight = 1;
+    ((agent_env_t *)env)->in_flight++;
     return ix;
 }
 
@@ -47,8 +48,10 @@ void interaction_unref(interaction_t *ix)
         return;
     if (ix->holds_upstream_slot)
         concurrency_cap_release(ix->env->upstream_cap);
-    if (ix->counted_in_flight)
+    if (ix->counted_in_flight) {
         metrics_in_flight_add(-1);
+        ix->env->in_flight--;
+    }
     free(ix->error_text);
     json_decref(ix->state_before);
     json_decref(ix->tool_log);

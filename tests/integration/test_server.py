@@ -112,3 +112,37 @@ def test_200_concurrent_interactions_complete_and_leave_nothing_open(figment, fa
     after_second = settled(after_first)
     # a second identical burst opens nothing new: no connection or handle leaks
     assert after_second <= after_first, (after_first, after_second)
+
+
+def test_sigterm_drains_in_flight_interactions_and_exits_cleanly(workdir, fakellm):
+    # a deploy's restart: the page being generated still gets its answer, a browser's
+    # idle keep-alive connection does not crash the shutdown, and figment exits 0
+    # (under ASan: without leaks or errors)
+    import http.client
+    import signal
+    import time
+    fakellm.set_script({"rules": [{"match": "path: /mail/slow", "ttft_ms": 1000, "reply": {"content": "# Slow\n"}},
+                                  {"match": ".", "reply": {"content": "# Fast\n"}}]})
+    fig = harness.Figment(workdir, llm_url=fakellm.base_url)
+    idle = http.client.HTTPConnection("127.0.0.1", fig.port, timeout=20 * SLOW)
+    idle.request("GET", "/mail/")
+    first = idle.getresponse()
+    first.read()
+    assert first.status == 200  # this connection now idles, kept alive
+    results = []
+
+    def slow():
+        c = http.client.HTTPConnection("127.0.0.1", fig.port, timeout=20 * SLOW)
+        c.request("GET", "/mail/slow")
+        r = c.getresponse()
+        results.append((r.status, r.read()))
+
+    t = threading.Thread(target=slow)
+    t.start()
+    time.sleep(0.4 * SLOW)  # the slow interaction is waiting for the model
+    fig.proc.send_signal(signal.SIGTERM)
+    t.join()
+    assert results and results[0][0] == 200 and b"Slow" in results[0][1]
+    fig.proc.wait(timeout=20 * SLOW)
+    idle.close()
+    fig.stop()  # checks exit code 0 and the sanitizer report
