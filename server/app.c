@@ -24,6 +24,7 @@
 #include "app.h"
 
 #include "fsutil.h"
+#include "json_check.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -51,58 +52,6 @@
 #define APP_MAX_PROVIDER 32
 
 /* ---- small helpers ---- */
-
-static const char *app_json_type_name(const json_t *v)
-{
-    switch (json_typeof(v)) {
-    case JSON_OBJECT: return "an object";
-    case JSON_ARRAY: return "an array";
-    case JSON_STRING: return "a string";
-    case JSON_INTEGER: return "an integer";
-    case JSON_REAL: return "a real number";
-    case JSON_TRUE:
-    case JSON_FALSE: return "a boolean";
-    case JSON_NULL: return "null";
-    }
-    return "something else";
-}
-
-/* Copies a key into buf for an error message, replacing control bytes and
- * shortening very long keys. */
-static const char *app_key_printable(const char *key, char *buf, size_t cap)
-{
-    size_t o = 0;
-    for (size_t i = 0; key[i] != '\0' && o + 4 < cap; i++) {
-        unsigned char c = (unsigned char)key[i];
-        buf[o++] = (c < 0x20 || c == 0x7f) ? '?' : (char)c;
-    }
-    if (key[o] != '\0' && o + 4 >= cap) {
-        memcpy(buf + o, "...", 3);
-        o += 3;
-    }
-    buf[o] = '\0';
-    return buf;
-}
-
-/* Number of code points of a valid UTF-8 string (jansson guarantees validity). */
-static size_t app_utf8_chars(const char *s)
-{
-    size_t n = 0;
-    for (; *s; s++)
-        if (((unsigned char)*s & 0xC0) != 0x80)
-            n++;
-    return n;
-}
-
-static int app_has_control(const char *s, int allow_newline)
-{
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if ((c < 0x20 && !(allow_newline && (c == '\n' || c == '\t'))) || c == 0x7f)
-            return 1;
-    }
-    return 0;
-}
 
 static int app_valid_name(const char *name, size_t len)
 {
@@ -184,10 +133,10 @@ static int app_check_keys(const json_t *obj, const char *const *allowed, const c
         char pk[96];
         if (allowed[0] == NULL)
             fig_err_set(err, FIG_E_CONFIG, "%s: %s%s: unknown key (expected no keys)", path, prefix,
-                        app_key_printable(key, pk, sizeof(pk)));
+                        json_check_printable(key, pk, sizeof(pk)));
         else
             fig_err_set(err, FIG_E_CONFIG, "%s: %s%s: unknown key (expected one of: %s)", path, prefix,
-                        app_key_printable(key, pk, sizeof(pk)), list.data);
+                        json_check_printable(key, pk, sizeof(pk)), list.data);
         fig_buf_free(&list);
         return -1;
     }
@@ -199,7 +148,7 @@ static int app_expect_type(const json_t *v, json_type type, const char *what, co
 {
     if (json_typeof(v) == type)
         return 0;
-    fig_err_set(err, FIG_E_CONFIG, "%s: %s: expected %s, got %s", path, key, what, app_json_type_name(v));
+    fig_err_set(err, FIG_E_CONFIG, "%s: %s: expected %s, got %s", path, key, what, json_check_type_name(v));
     return -1;
 }
 
@@ -220,13 +169,13 @@ static int app_get_text(const json_t *root, const char *key, int required, size_
     if (app_expect_type(v, JSON_STRING, "a string", path, key, err) != 0)
         return -1;
     const char *s = json_string_value(v);
-    size_t n = app_utf8_chars(s);
+    size_t n = json_check_utf8_chars(s);
     if (n < min || n > max) {
         fig_err_set(err, FIG_E_CONFIG, "%s: %s: expected a string of %zu to %zu characters, got %zu", path, key, min,
                     max, n);
         return -1;
     }
-    if (app_has_control(s, allow_newline)) {
+    if (json_check_has_control(s, allow_newline)) {
         fig_err_set(err, FIG_E_CONFIG, "%s: %s: control characters are not allowed%s", path, key,
                     allow_newline ? " (except newline and tab)" : "");
         return -1;
@@ -259,7 +208,7 @@ static int app_parse_tools(const json_t *tools, const char *path, app_t *tmp, fi
             } else {
                 char pk[64];
                 fig_err_set(err, FIG_E_CONFIG, "%s: tools.sql.access: expected \"read\" or \"write\", got \"%s\"",
-                            path, app_key_printable(a, pk, sizeof(pk)));
+                            path, json_check_printable(a, pk, sizeof(pk)));
                 return -1;
             }
         }
@@ -293,7 +242,7 @@ static int app_parse_limits(const json_t *limits, const char *path, app_limits_t
             continue;
         if (!json_is_integer(v)) {
             fig_err_set(err, FIG_E_CONFIG, "%s: limits.%s: expected an integer from %d to %d, got %s", path,
-                        spec->key, spec->min, spec->max, app_json_type_name(v));
+                        spec->key, spec->min, spec->max, json_check_type_name(v));
             return -1;
         }
         json_int_t n = json_integer_value(v);
@@ -342,8 +291,8 @@ static int app_valid_model_spec(const char *s)
         if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || (p > s && (c == '_' || c == '-'))))
             return 0;
     }
-    size_t n = app_utf8_chars(slash + 1);
-    return n >= 1 && n <= APP_MAX_MODEL && !app_has_control(slash + 1, 0);
+    size_t n = json_check_utf8_chars(slash + 1);
+    return n >= 1 && n <= APP_MAX_MODEL && !json_check_has_control(slash + 1, 0);
 }
 
 /* key names the array in messages ("models", "routing[2].models"). */
@@ -356,7 +305,7 @@ static int app_parse_chain(const json_t *v, const char *path, const char *key, c
                         path, key, APP_MAX_CHAIN, json_array_size(v));
         else
             fig_err_set(err, FIG_E_CONFIG, "%s: %s: expected an array of 1 to %d \"provider/model\" strings, got %s",
-                        path, key, APP_MAX_CHAIN, app_json_type_name(v));
+                        path, key, APP_MAX_CHAIN, json_check_type_name(v));
         return -1;
     }
     size_t n = json_array_size(v);
@@ -365,7 +314,7 @@ static int app_parse_chain(const json_t *v, const char *path, const char *key, c
         json_t *e = json_array_get(v, i);
         if (!json_is_string(e)) {
             fig_err_set(err, FIG_E_CONFIG, "%s: %s[%zu]: expected a \"provider/model\" string, got %s", path, key, i,
-                        app_json_type_name(e));
+                        json_check_type_name(e));
             app_models_free(models, i);
             return -1;
         }
@@ -374,7 +323,7 @@ static int app_parse_chain(const json_t *v, const char *path, const char *key, c
             fig_err_set(err, FIG_E_CONFIG,
                         "%s: %s[%zu]: expected \"provider/model\" (provider [a-z0-9][a-z0-9_-]{0,31}, model 1 to %d "
                         "characters), got \"%s\"",
-                        path, key, i, APP_MAX_MODEL, app_key_printable(json_string_value(e), pk, sizeof(pk)));
+                        path, key, i, APP_MAX_MODEL, json_check_printable(json_string_value(e), pk, sizeof(pk)));
             app_models_free(models, i);
             return -1;
         }
@@ -403,7 +352,7 @@ static int app_parse_route(const json_t *v, size_t i, const char *path, app_rout
         if (strcmp(m, "GET") != 0 && strcmp(m, "POST") != 0) {
             char pk[64];
             fig_err_set(err, FIG_E_CONFIG, "%s: %s: expected \"GET\" or \"POST\", got \"%s\"", path, key,
-                        app_key_printable(m, pk, sizeof(pk)));
+                        json_check_printable(m, pk, sizeof(pk)));
             return -1;
         }
         r->method = fig_strdup(m);
@@ -415,8 +364,8 @@ static int app_parse_route(const json_t *v, size_t i, const char *path, app_rout
         if (app_expect_type(re, JSON_STRING, "a regular expression string", path, key, err) != 0)
             return -1;
         const char *text = json_string_value(re);
-        size_t n = app_utf8_chars(text);
-        if (n < 1 || n > APP_MAX_ROUTE_REGEX || app_has_control(text, 0)) {
+        size_t n = json_check_utf8_chars(text);
+        if (n < 1 || n > APP_MAX_ROUTE_REGEX || json_check_has_control(text, 0)) {
             fig_err_set(err, FIG_E_CONFIG,
                         "%s: %s: expected a regular expression of 1 to %d characters without control characters", path,
                         key, APP_MAX_ROUTE_REGEX);
@@ -453,7 +402,7 @@ static int app_parse_routing(const json_t *v, const char *path, app_t *tmp, fig_
                         json_array_size(v));
         else
             fig_err_set(err, FIG_E_CONFIG, "%s: routing: expected an array of rules, got %s", path,
-                        app_json_type_name(v));
+                        json_check_type_name(v));
         return -1;
     }
     size_t n = json_array_size(v);
@@ -502,7 +451,7 @@ int app_parse_json(app_t *app, const char *path, const char *text, fig_err_t *er
 
     if (!json_is_object(root)) {
         fig_err_set(err, FIG_E_CONFIG, "%s: expected an object at the top level, got %s", path,
-                    app_json_type_name(root));
+                    json_check_type_name(root));
         goto fail;
     }
     if (app_check_keys(root, app_top_keys, path, "", err) != 0)
@@ -567,7 +516,7 @@ app_t *app_load(const char *prompts_dir, const char *name, const char *var_dir, 
         char pk[64];
         fig_err_set(err, FIG_E_CONFIG,
                     "%s/%s: invalid app name (expected [a-z0-9][a-z0-9_-]{0,31}, not \"static\")", prompts_dir,
-                    app_key_printable(name, pk, sizeof(pk)));
+                    json_check_printable(name, pk, sizeof(pk)));
         return NULL;
     }
     app_t *app = fig_calloc(1, sizeof(*app));

@@ -111,6 +111,10 @@ void llm_quote(fig_buf_t *out, const char *s, size_t n);
 int llm_is_json_type(const char *content_type);
 /* 1 when s contains a control character (CR, LF, ... DEL): unfit for a URL or header. */
 int llm_has_ctl(const char *s);
+/* The checks every provider makes before building a request: an http(s) endpoint
+ * URL and an API key without control characters, a model name, a conversation array,
+ * a tool array (or none). -1 with err (FIG_E_CONFIG or FIG_E_INVALID) otherwise. */
+int llm_check_request(const llm_endpoint_t *ep, const llm_request_t *req, fig_err_t *err);
 /* The parts of tool schema number i (llm.h format): name (required string),
  * description (optional string), parameters (optional object); borrowed references.
  * -1 with err "tool schema i is malformed" otherwise. */

@@ -233,28 +233,9 @@ static void anthropic_url(fig_buf_t *url, const char *base)
 static int anthropic_build_request(const llm_endpoint_t *ep, const llm_request_t *req, fig_buf_t *url,
                                    struct curl_slist **headers, fig_buf_t *body, fig_err_t *err)
 {
+    if (llm_check_request(ep, req, err) != 0)
+        return -1;
     const char *base = ep->base_url;
-    if (base == NULL || (strncasecmp(base, "http://", 7) != 0 && strncasecmp(base, "https://", 8) != 0) ||
-        llm_has_ctl(base)) {
-        fig_err_set(err, FIG_E_CONFIG, "the model endpoint URL must start with http:// or https://");
-        return -1;
-    }
-    if (ep->api_key && llm_has_ctl(ep->api_key)) {
-        fig_err_set(err, FIG_E_CONFIG, "the API key contains control characters");
-        return -1;
-    }
-    if (req->model == NULL || req->model[0] == '\0') {
-        fig_err_set(err, FIG_E_CONFIG, "no model name configured");
-        return -1;
-    }
-    if (!json_is_array(req->messages)) {
-        fig_err_set(err, FIG_E_INVALID, "the conversation is not an array");
-        return -1;
-    }
-    if (req->tools && !json_is_array(req->tools)) {
-        fig_err_set(err, FIG_E_INVALID, "the tool list is not an array");
-        return -1;
-    }
 
     /* Fixed key order: model, max_tokens, system, tools, messages, stream. */
     json_t *root = json_object();

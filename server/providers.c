@@ -25,6 +25,7 @@
 #include "providers.h"
 
 #include "fsutil.h"
+#include "json_check.h"
 
 #include <errno.h>
 #include <math.h>
@@ -59,56 +60,6 @@ struct provider_unlisted {
 
 /* ---- small helpers ---- */
 
-static const char *prov_type_name(const json_t *v)
-{
-    switch (json_typeof(v)) {
-    case JSON_OBJECT: return "an object";
-    case JSON_ARRAY: return "an array";
-    case JSON_STRING: return "a string";
-    case JSON_INTEGER: return "an integer";
-    case JSON_REAL: return "a real number";
-    case JSON_TRUE:
-    case JSON_FALSE: return "a boolean";
-    case JSON_NULL: return "null";
-    }
-    return "something else";
-}
-
-/* A key or value for an error message: control bytes replaced, long text shortened. */
-static const char *prov_printable(const char *s, char *buf, size_t cap)
-{
-    size_t o = 0, i = 0;
-    for (; s[i] != '\0' && o + 4 < cap; i++) {
-        unsigned char c = (unsigned char)s[i];
-        buf[o++] = (c < 0x20 || c == 0x7f) ? '?' : (char)c;
-    }
-    if (s[i] != '\0') {
-        memcpy(buf + o, "...", 3);
-        o += 3;
-    }
-    buf[o] = '\0';
-    return buf;
-}
-
-static size_t prov_utf8_chars(const char *s)
-{
-    size_t n = 0;
-    for (; *s; s++)
-        if (((unsigned char)*s & 0xC0) != 0x80)
-            n++;
-    return n;
-}
-
-static int prov_has_control(const char *s)
-{
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c < 0x20 || c == 0x7f)
-            return 1;
-    }
-    return 0;
-}
-
 static int prov_valid_name(const char *s, size_t len)
 {
     if (len == 0 || len > PROV_MAX_NAME)
@@ -123,8 +74,8 @@ static int prov_valid_name(const char *s, size_t len)
 
 static int prov_valid_model_name(const char *s)
 {
-    size_t n = prov_utf8_chars(s);
-    return n >= 1 && n <= PROV_MAX_MODEL_CHARS && !prov_has_control(s);
+    size_t n = json_check_utf8_chars(s);
+    return n >= 1 && n <= PROV_MAX_MODEL_CHARS && !json_check_has_control(s, 0);
 }
 
 static int prov_valid_env_name(const char *s)
@@ -187,7 +138,7 @@ static int prov_check_keys(prov_ctx_t *c, const json_t *obj, const char *const *
             fig_buf_appendf(&list, "%s%s", i ? ", " : "", allowed[i]);
         char pk[96];
         fig_err_set(c->err, FIG_E_CONFIG, "%s: %s%s: unknown key (expected one of: %s)", c->path, prefix,
-                    prov_printable(key, pk, sizeof(pk)), list.data);
+                    json_check_printable(key, pk, sizeof(pk)), list.data);
         fig_buf_free(&list);
         return -1;
     }
@@ -204,7 +155,7 @@ static int prov_get_object(prov_ctx_t *c, const json_t *obj, const char *key, co
         return 0;
     if (!json_is_object(v)) {
         fig_err_set(c->err, FIG_E_CONFIG, "%s: %s%s: expected an object, got %s", c->path, prefix, key,
-                    prov_type_name(v));
+                    json_check_type_name(v));
         return -1;
     }
     char sub[256];
@@ -220,7 +171,7 @@ static int prov_get_long(prov_ctx_t *c, const json_t *obj, const char *key, cons
         return 0;
     if (!json_is_integer(v)) {
         fig_err_set(c->err, FIG_E_CONFIG, "%s: %s%s: expected an integer from %ld to %ld, got %s", c->path, prefix, key,
-                    min, max, prov_type_name(v));
+                    min, max, json_check_type_name(v));
         return -1;
     }
     json_int_t n = json_integer_value(v);
@@ -254,7 +205,7 @@ static int prov_get_number(prov_ctx_t *c, const json_t *obj, const char *key, co
         return 0;
     if (!json_is_number(v)) {
         fig_err_set(c->err, FIG_E_CONFIG, "%s: %s%s: expected a number from %g to %g, got %s", c->path, prefix, key,
-                    min, max, prov_type_name(v));
+                    min, max, json_check_type_name(v));
         return -1;
     }
     double d = json_number_value(v);
@@ -281,7 +232,7 @@ static int prov_get_string(prov_ctx_t *c, const json_t *obj, const char *key, co
     }
     if (!json_is_string(v)) {
         fig_err_set(c->err, FIG_E_CONFIG, "%s: %s%s: expected %s, got %s", c->path, prefix, key, expected,
-                    prov_type_name(v));
+                    json_check_type_name(v));
         return -1;
     }
     *out = json_string_value(v);
@@ -377,7 +328,7 @@ static int prov_parse_models(prov_ctx_t *c, const json_t *models, const char *pr
         if (!prov_valid_model_name(name)) {
             fig_err_set(c->err, FIG_E_CONFIG,
                         "%s: %smodels.%s: invalid model name (expected 1 to %d characters, no control characters)",
-                        c->path, prefix, prov_printable(name, pk, sizeof(pk)), PROV_MAX_MODEL_CHARS);
+                        c->path, prefix, json_check_printable(name, pk, sizeof(pk)), PROV_MAX_MODEL_CHARS);
             return -1;
         }
         /* A model name is at most 200 characters of up to 4 bytes each. */
@@ -385,7 +336,7 @@ static int prov_parse_models(prov_ctx_t *c, const json_t *models, const char *pr
         snprintf(mprefix, sizeof(mprefix), "%smodels.%s.", prefix, name);
         if (!json_is_object(v)) {
             fig_err_set(c->err, FIG_E_CONFIG, "%s: %smodels.%s: expected an object, got %s", c->path, prefix,
-                        name, prov_type_name(v));
+                        name, json_check_type_name(v));
             return -1;
         }
         if (prov_check_keys(c, v, prov_price_keys, mprefix) != 0)
@@ -415,14 +366,14 @@ static int prov_parse_provider(prov_ctx_t *c, providers_config_t *cfg, const cha
     char pk[96];
     if (!prov_valid_name(name, strlen(name))) {
         fig_err_set(c->err, FIG_E_CONFIG, "%s: providers.%s: invalid provider name (expected [a-z0-9][a-z0-9_-]{0,31})",
-                    c->path, prov_printable(name, pk, sizeof(pk)));
+                    c->path, json_check_printable(name, pk, sizeof(pk)));
         return -1;
     }
     char prefix[64];
     snprintf(prefix, sizeof(prefix), "providers.%s.", name);
     if (!json_is_object(v)) {
         fig_err_set(c->err, FIG_E_CONFIG, "%s: providers.%s: expected an object, got %s", c->path, name,
-                    prov_type_name(v));
+                    json_check_type_name(v));
         return -1;
     }
     if (prov_check_keys(c, v, prov_provider_keys, prefix) != 0)
@@ -438,7 +389,7 @@ static int prov_parse_provider(prov_ctx_t *c, providers_config_t *cfg, const cha
         k = PROVIDER_ANTHROPIC;
     } else {
         fig_err_set(c->err, FIG_E_CONFIG, "%s: %skind: expected \"openai\" or \"anthropic\", got \"%s\"", c->path,
-                    prefix, prov_printable(kind, pk, sizeof(pk)));
+                    prefix, json_check_printable(kind, pk, sizeof(pk)));
         return -1;
     }
     if (prov_get_string(c, v, "base_url", prefix, 1, "an http:// or https:// URL", &url) != 0)
@@ -447,7 +398,7 @@ static int prov_parse_provider(prov_ctx_t *c, providers_config_t *cfg, const cha
         fig_err_set(c->err, FIG_E_CONFIG,
                     "%s: %sbase_url: expected an http:// or https:// URL (at most %d bytes, no spaces or control "
                     "characters), got \"%s\"",
-                    c->path, prefix, PROV_MAX_URL, prov_printable(url, pk, sizeof(pk)));
+                    c->path, prefix, PROV_MAX_URL, json_check_printable(url, pk, sizeof(pk)));
         return -1;
     }
     if (prov_get_string(c, v, "api_key_env", prefix, 0, "an environment variable name", &env) != 0)
@@ -455,7 +406,7 @@ static int prov_parse_provider(prov_ctx_t *c, providers_config_t *cfg, const cha
     if (env != NULL && !prov_valid_env_name(env)) {
         fig_err_set(c->err, FIG_E_CONFIG,
                     "%s: %sapi_key_env: expected an environment variable name ([A-Za-z_][A-Za-z0-9_]*), got \"%s\"",
-                    c->path, prefix, prov_printable(env, pk, sizeof(pk)));
+                    c->path, prefix, json_check_printable(env, pk, sizeof(pk)));
         return -1;
     }
 
@@ -542,7 +493,7 @@ static int prov_parse_policies(prov_ctx_t *c, const json_t *root, providers_conf
                 else
                     fig_err_set(c->err, FIG_E_CONFIG,
                                 "%s: breaker.failure_ratio: expected a number above 0 and at most 1, got %s", c->path,
-                                prov_type_name(r));
+                                json_check_type_name(r));
                 return -1;
             }
             cfg->breaker.failure_ratio = d;
@@ -558,14 +509,14 @@ static int prov_parse_policies(prov_ctx_t *c, const json_t *root, providers_conf
                 char pk[64];
                 fig_err_set(c->err, FIG_E_CONFIG,
                             "%s: hedge.after_ms: expected an integer from 0 to 600000 or \"p95\", got \"%s\"", c->path,
-                            prov_printable(json_string_value(a), pk, sizeof(pk)));
+                            json_check_printable(json_string_value(a), pk, sizeof(pk)));
                 return -1;
             }
             cfg->hedge.use_p95 = 1;
             cfg->hedge.after_ms = PROV_HEDGE_P95_FLOOR_MS;
         } else if (a != NULL && !json_is_integer(a)) {
             fig_err_set(c->err, FIG_E_CONFIG, "%s: hedge.after_ms: expected an integer from 0 to 600000 or \"p95\", got %s",
-                        c->path, prov_type_name(a));
+                        c->path, json_check_type_name(a));
             return -1;
         } else if (prov_get_long(c, v, "after_ms", "hedge.", 0, 600000, &cfg->hedge.after_ms) != 0) {
             return -1;
@@ -617,7 +568,7 @@ static int prov_parse_defaults(prov_ctx_t *c, const json_t *root, providers_conf
     }
     if (!json_is_array(d)) {
         fig_err_set(c->err, FIG_E_CONFIG, "%s: default_models: expected an array of 1 to %d \"provider/model\" strings, "
-                    "got %s", c->path, PROV_MAX_DEFAULT_MODELS, prov_type_name(d));
+                    "got %s", c->path, PROV_MAX_DEFAULT_MODELS, json_check_type_name(d));
         return -1;
     }
     if (json_array_size(d) < 1 || json_array_size(d) > PROV_MAX_DEFAULT_MODELS) {
@@ -630,7 +581,7 @@ static int prov_parse_defaults(prov_ctx_t *c, const json_t *root, providers_conf
     json_array_foreach(d, i, e) {
         if (!json_is_string(e)) {
             fig_err_set(c->err, FIG_E_CONFIG, "%s: default_models[%zu]: expected a \"provider/model\" string, got %s",
-                        c->path, i, prov_type_name(e));
+                        c->path, i, json_check_type_name(e));
             return -1;
         }
         model_ref_t ref;
@@ -659,7 +610,7 @@ int providers_parse_json(providers_config_t *out, const char *path, const char *
     }
     if (!json_is_object(root)) {
         fig_err_set(err, FIG_E_CONFIG, "%s: expected an object at the top level, got %s", path,
-                    prov_type_name(root));
+                    json_check_type_name(root));
         goto fail;
     }
     if (prov_check_keys(&c, root, prov_top_keys, "") != 0)
@@ -739,7 +690,7 @@ static int prov_from_env(providers_config_t *out, fig_err_t *err)
         }
         if (bad_env != NULL) {
             fig_err_set(err, FIG_E_CONFIG, "%s: expected %s, got \"%s\"", bad_env, want,
-                        prov_printable(bad_val, pk, sizeof(pk)));
+                        json_check_printable(bad_val, pk, sizeof(pk)));
             free(key);
             free(url);
             free(model);
@@ -830,7 +781,7 @@ int providers_resolve(const providers_config_t *cfg, const char *spec, model_ref
     const char *slash = spec ? strchr(spec, '/') : NULL;
     if (slash == NULL || slash == spec || slash[1] == '\0') {
         fig_err_set(err, FIG_E_CONFIG, "expected \"provider/model\", got \"%s\"",
-                    spec ? prov_printable(spec, pk, sizeof(pk)) : "(null)");
+                    spec ? json_check_printable(spec, pk, sizeof(pk)) : "(null)");
         return -1;
     }
     size_t plen = (size_t)(slash - spec);
@@ -839,7 +790,7 @@ int providers_resolve(const providers_config_t *cfg, const char *spec, model_ref
         fig_err_set(err, FIG_E_CONFIG,
                     "expected \"provider/model\" (provider [a-z0-9][a-z0-9_-]{0,31}, model 1 to %d characters), "
                     "got \"%s\"",
-                    PROV_MAX_MODEL_CHARS, prov_printable(spec, pk, sizeof(pk)));
+                    PROV_MAX_MODEL_CHARS, json_check_printable(spec, pk, sizeof(pk)));
         return -1;
     }
     const provider_t *p = NULL;
@@ -867,7 +818,7 @@ int providers_resolve(const providers_config_t *cfg, const char *spec, model_ref
         for (size_t i = 0; i < p->n_models; i++)
             fig_buf_appendf(&list, "%s%s", i ? ", " : "", p->models[i].name);
         fig_err_set(err, FIG_E_CONFIG, "model \"%s\" is not listed under provider \"%s\" (listed: %s)",
-                    prov_printable(model, pk, sizeof(pk)), p->name, list.data);
+                    json_check_printable(model, pk, sizeof(pk)), p->name, list.data);
         fig_buf_free(&list);
         return -1;
     }
