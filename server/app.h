@@ -39,6 +39,66 @@ typedef struct {
     size_t n_models;
 } app_route_t;
 
+/* app.json "confirm": [{"tool": "sql", "operation": "DELETE"}, {"tool": "sql", "operation":
+ * "UPDATE", "tables": ["messages"]}, {"tool": "http_fetch", "method": "POST"}]
+ * A tool call that matches any rule pauses the interaction for the user's confirmation. */
+typedef struct {
+    char *tool;          /* "sql" or "http_fetch" */
+    char *operation;     /* sql: "INSERT", "UPDATE", "DELETE" or "DDL"; NULL = any write */
+    char **tables;       /* sql: only writes to these tables (lowercase); NULL = any table */
+    size_t n_tables;
+    char *method;        /* http_fetch: "GET" or "POST"; NULL = any */
+} app_confirm_rule_t;
+
+/* tools.http_fetch.credentials: {"host": "api.example.com", "header": "Authorization",
+ * "env": "EXAMPLE_TOKEN", "prefix": "Bearer "}. figment reads the variable at start and
+ * adds the header to requests to that exact host; the model never sees it. */
+typedef struct {
+    char *host;          /* lowercase hostname */
+    char *header;        /* header name */
+    char *env;           /* environment variable name */
+    char *prefix;        /* prepended to the value, or NULL */
+} app_credential_t;
+
+/* app.json tools.http_fetch (deny by default: no hosts, no fetch). */
+typedef struct {
+    int enabled;
+    char **hosts;        /* allowlist: "example.com" (exact) or "*.example.com" (subdomains); lowercase */
+    size_t n_hosts;
+    char **private_hosts;/* hosts allowed to connect to non-public addresses (dangerous; for loopback tests) */
+    size_t n_private_hosts;
+    int allow_post;      /* "methods": ["GET", "POST"]; GET only by default */
+    long max_bytes;      /* response cap, default 1048576 */
+    int timeout_ms;      /* whole exchange, default 10000 */
+    int max_redirects;   /* default 3, range 0..3 */
+    app_credential_t *credentials;
+    size_t n_credentials;
+} app_http_fetch_t;
+
+/* app.json tools.run_code: Python 3 in bubblewrap. */
+typedef struct {
+    int enabled;
+    int timeout_ms;          /* wall clock, default 10000 */
+    int cpu_s;               /* CPU seconds, default 10 */
+    long memory_mb;          /* address space, default 1024 */
+    long max_file_bytes;     /* largest file the code may write, default 10485760 */
+    int max_processes;       /* default 32 */
+    long max_output_bytes;   /* stdout and stderr each, default 65536 */
+    long max_out_bytes;      /* files returned from out/, in all, default 1048576 */
+} app_run_code_t;
+
+/* app.json "actions": [{"method": "POST", "path": "^/import/upload$", "attempts": 3,
+ * "verify": {"sql": "SELECT ..."} or {"python": "..."}}]: interactions that run as N
+ * concurrent isolated attempts, the first that passes the verifier wins. */
+typedef struct {
+    char *method;        /* NULL = any */
+    char *path;          /* regex text or NULL */
+    void *path_re;       /* compiled regex_t (owned), or NULL */
+    int attempts;        /* 2..8 */
+    char *verify_sql;    /* a query whose first row's first column must be true (non-zero) */
+    char *verify_python; /* Python run in the sandbox with the attempt's files; exit 0 = pass */
+} app_action_t;
+
 typedef struct {
     char *name;          /* folder name: [a-z0-9][a-z0-9_-]{0,31} */
     char *dir;           /* prompts/<name> */
@@ -50,7 +110,27 @@ typedef struct {
     app_route_t *routes; /* app.json "routing" */
     size_t n_routes;
     app_sql_access_t sql;/* app.json tools.sql.access: "read" (default if present) */
+    int sql_ddl;         /* app.json tools.sql.ddl: schema changes allowed (default false) */
     int tool_set_state;  /* app.json tools.set_state present */
+    app_http_fetch_t http_fetch; /* app.json tools.http_fetch */
+    app_run_code_t run_code;     /* app.json tools.run_code */
+    app_confirm_rule_t *confirm; /* app.json "confirm" */
+    size_t n_confirm;
+    int confirm_ttl_s;           /* app.json "confirm_ttl_s": a pending confirmation expires, default 900 */
+    long max_upload_bytes;       /* app.json uploads.max_bytes per file; 0 = uploads refused (default) */
+    int max_uploads;             /* app.json uploads.max_files kept per session, default 20 */
+    app_action_t *actions;       /* app.json "actions" */
+    size_t n_actions;
+    int cache_ttl_s;             /* app.json cache.ttl_s: GET pages cached this long; 0 = off (default) */
+    int prefetch_links;          /* app.json prefetch.links: next pages generated ahead; 0 = off (default) */
+    int prefetch_concurrency;    /* app.json prefetch.concurrency, default 2 */
+    char **prefetch_rank;        /* app.json prefetch.rank: path regexes, links matching earlier ones first */
+    size_t n_prefetch_rank;
+    void *prefetch_rank_re;      /* compiled regex_t array (owned) */
+    /* The one mutable field: bumped after every committed write (sql tool), read by the
+     * page cache key. Starts at the app DB's PRAGMA user_version, which the write
+     * transaction also bumps so the version survives a restart. */
+    _Atomic unsigned long long data_version;
     app_limits_t limits;
     char *prompt_md;     /* contents of prompt.md */
     char *db_path;       /* var/apps/<name>.db */
@@ -68,6 +148,10 @@ typedef struct {
 app_t *app_load(const char *prompts_dir, const char *name, const char *var_dir, fig_err_t *err);
 /* Validates an app.json text (exposed for unit tests). path is used in messages. */
 int app_parse_json(app_t *app, const char *path, const char *text, fig_err_t *err);
+/* The action (attempts + verifier) for an interaction, or NULL. */
+const app_action_t *app_action_match(const app_t *app, const char *method, const char *path);
+/* The rank of a link for prefetch (0 = matches prefetch.rank[0], ...; n_prefetch_rank = none). */
+size_t app_prefetch_rank(const app_t *app, const char *path);
 /* The route for an interaction, or NULL when none matches (use app->models, then the defaults). */
 const app_route_t *app_route_match(const app_t *app, const char *method, const char *path);
 void app_free(app_t *app);

@@ -1950,11 +1950,19 @@ int eval_main(int argc, char **argv)
         } else {
             cli.cfg.prompts_dir = labels[k];
         }
+        /* each side starts from freshly seeded app databases: the cases may write, and
+         * A's writes must not decide B's results */
+        char *orig_var = cli.cfg.var_dir;
+        fig_buf_t side_var = FIG_BUF_INIT;
+        fig_buf_appendf(&side_var, "%s/eval-%d-%c", orig_var, (int)getpid(), 'A' + k);
+        cli.cfg.var_dir = side_var.data;
         char pfx[80];
         snprintf(pfx, sizeof(pfx), "%c: ", 'A' + k);
         printf("== %c: %s\n", 'A' + k, labels[k]);
         fflush(stdout);
         int r = run_set(&cli.cfg, set, &runs[k], pfx);
+        cli.cfg.var_dir = orig_var;
+        fig_buf_free(&side_var);
         cli.cfg.config_path = orig_conf;
         cli.cfg.prompts_dir = orig_prompts;
         if (gen != NULL)

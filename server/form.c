@@ -10,14 +10,17 @@
  *   invalid UTF-8, a missing closing boundary, a malformed part header.
  * - Field counts are capped at FORM_MAX_FIELDS; byte sizes are capped by the caller
  *   (app limits.max_body_bytes) before the body reaches us.
- * - Multipart file contents are not kept: a file part becomes
+ * - Multipart file contents are not copied: a file part becomes
  *   {"filename","content_type","size"}; the filename is reduced to its basename
  *   (browsers on Windows used to send full paths) with control characters removed.
+ *   form_parse_multipart_files() also hands back (pointer, length) views of the
+ *   file bytes inside the body, for the uploads store.
  * - ';' is not a urlencoded separator (WHATWG URL parsing splits on '&' only).
  */
 #include "form.h"
 
 #include <ctype.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "buf.h"
@@ -545,8 +548,44 @@ static int form_parse_part_headers(const char *hdr, size_t len, form_part_t *par
     return 0;
 }
 
+void form_files_free(form_files_t *files)
+{
+    if (files == NULL)
+        return;
+    for (size_t i = 0; i < files->count; i++) {
+        free(files->items[i].field);
+        free(files->items[i].filename);
+        free(files->items[i].content_type);
+    }
+    free(files->items);
+    files->items = NULL;
+    files->count = 0;
+}
+
+static void form_files_add(form_files_t *files, const char *field, const char *filename, const char *ct,
+                           const char *data, size_t size)
+{
+    files->items = fig_realloc(files->items, (files->count + 1) * sizeof(*files->items));
+    form_file_t *f = &files->items[files->count++];
+    f->field = fig_strdup(field);
+    f->filename = fig_strdup(filename);
+    f->content_type = fig_strdup(ct);
+    f->data = data;
+    f->size = size;
+}
+
 json_t *form_parse_multipart(const char *body, size_t len, const char *content_type, fig_err_t *err)
 {
+    return form_parse_multipart_files(body, len, content_type, NULL, err);
+}
+
+json_t *form_parse_multipart_files(const char *body, size_t len, const char *content_type, form_files_t *files,
+                                   fig_err_t *err)
+{
+    if (files != NULL) {
+        files->items = NULL;
+        files->count = 0;
+    }
     fig_buf_t boundary = FIG_BUF_INIT, delim = FIG_BUF_INIT;
     json_t *obj = NULL;
     size_t partno = 0;
@@ -628,6 +667,8 @@ json_t *form_parse_multipart(const char *body, size_t len, const char *content_t
             char *fname = form_sanitize_filename(part.filename.data, part.filename.len);
             const char *ct = part.content_type.len ? part.content_type.data : "application/octet-stream";
             value = json_pack("{s:s, s:s, s:I}", "filename", fname, "content_type", ct, "size", (json_int_t)clen);
+            if (files != NULL && value != NULL && (fname[0] != '\0' || clen > 0))
+                form_files_add(files, part.name.data, fname, ct, content, clen);
             free(fname);
         } else {
             if (!form_text_ok(content, clen)) {
@@ -653,6 +694,7 @@ fail:
 fail_noerr:
     fig_buf_free(&boundary);
     fig_buf_free(&delim);
+    form_files_free(files);
     return NULL;
 }
 

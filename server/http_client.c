@@ -50,6 +50,7 @@ struct http_call {
     char *content_type;
     char errbuf[CURL_ERROR_SIZE];
     int aborted_by_callback;
+    int (*check_address)(void *ctx, const struct sockaddr *addr, socklen_t addrlen);
 };
 
 static void check_multi_info(http_client_t *c);
@@ -187,6 +188,16 @@ static size_t on_curl_write(char *ptr, size_t size, size_t nmemb, void *userdata
     return n;
 }
 
+/* The socket for a connection, opened only after the caller's check approved the
+ * address curl is about to connect to (after DNS, so a name cannot hide it). */
+static curl_socket_t on_curl_opensocket(void *clientp, curlsocktype purpose, struct curl_sockaddr *a)
+{
+    http_call_t *call = clientp;
+    if (purpose != CURLSOCKTYPE_IPCXN || call->check_address(call->ctx, &a->addr, a->addrlen) != 0)
+        return CURL_SOCKET_BAD;
+    return socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+}
+
 http_client_t *http_client_create(h2o_loop_t *loop, int max_connections)
 {
     http_client_t *c = calloc(1, sizeof(*c));
@@ -262,9 +273,11 @@ http_call_t *http_call_start(http_client_t *c, http_call_opts_t *opts, const htt
     curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
     curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
     curl_easy_setopt(e, CURLOPT_USERAGENT, "figment/0.1");
-    if (call->body.len > 0) {
+    if (opts->method != NULL && strcmp(opts->method, "POST") != 0) {
+        curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+    } else if (call->body.len > 0 || opts->method != NULL) {
         curl_easy_setopt(e, CURLOPT_POST, 1L);
-        curl_easy_setopt(e, CURLOPT_POSTFIELDS, call->body.data);
+        curl_easy_setopt(e, CURLOPT_POSTFIELDS, call->body.data ? call->body.data : "");
         curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)call->body.len);
     }
     if (opts->connect_timeout_ms > 0)
@@ -274,6 +287,18 @@ http_call_t *http_call_start(http_client_t *c, http_call_opts_t *opts, const htt
     if (opts->idle_timeout_ms > 0) {
         curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
         curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, (opts->idle_timeout_ms + 999) / 1000);
+    }
+    if (opts->check_address != NULL) {
+        call->check_address = opts->check_address;
+        curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, on_curl_opensocket);
+        curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, call);
+        /* a pooled connection was checked under another call's rules, or not at all */
+        curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 1L);
+        curl_easy_setopt(e, CURLOPT_FORBID_REUSE, 1L);
+    }
+    if (opts->no_proxy) {
+        curl_easy_setopt(e, CURLOPT_PROXY, "");
+        curl_easy_setopt(e, CURLOPT_NOPROXY, "*");
     }
     h2o_linklist_insert(&c->calls, &call->link);
     c->inflight++;
@@ -307,6 +332,17 @@ void http_call_get_timings(http_call_t *call, http_call_timings_t *t)
     curl_easy_getinfo(call->easy, CURLINFO_TOTAL_TIME, &t->total_s);
     curl_off_t ra = -1;
     t->retry_after_s = curl_easy_getinfo(call->easy, CURLINFO_RETRY_AFTER, &ra) == CURLE_OK && ra > 0 ? (long)ra : -1;
+}
+
+const char *http_call_response_header(http_call_t *call, const char *name)
+{
+    struct curl_header *h = NULL;
+    if (curl_easy_header(call->easy, name, 0, CURLH_HEADER, -1, &h) != CURLHE_OK || h == NULL)
+        return NULL;
+    size_t amount = h->amount;
+    if (amount > 1 && curl_easy_header(call->easy, name, amount - 1, CURLH_HEADER, -1, &h) != CURLHE_OK)
+        return NULL;
+    return h->value;
 }
 
 size_t http_client_inflight(const http_client_t *c)

@@ -16,6 +16,7 @@
 #include <curl/curl.h>
 #include <h2o.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include "buf.h"
 
@@ -38,6 +39,14 @@ typedef struct {
     long connect_timeout_ms;
     long total_timeout_ms;      /* whole exchange; 0 = none */
     long idle_timeout_ms;       /* abort if fewer than 1 byte/s for this long; 0 = none */
+    /* Optional; zero keeps the behaviour above (what llm_call relies on). */
+    const char *method;         /* "GET" or "POST" (then POST even with an empty body); NULL = by body */
+    /* Called with the call's ctx before each connect, with the address about to be
+     * used: non-zero refuses it (the call then ends with CURLE_COULDNT_CONNECT unless
+     * another address works). Runs inside curl. When set, the call always opens a new
+     * connection and never leaves it for reuse, so every connection it uses was checked. */
+    int (*check_address)(void *ctx, const struct sockaddr *addr, socklen_t addrlen);
+    int no_proxy;               /* non-zero: ignore proxy settings and *_proxy environment variables */
 } http_call_opts_t;
 
 typedef struct {
@@ -56,6 +65,9 @@ http_call_t *http_call_start(http_client_t *c, http_call_opts_t *opts, const htt
 void http_call_cancel(http_call_t *call);
 /* Valid inside on_done. */
 void http_call_get_timings(http_call_t *call, http_call_timings_t *t);
+/* Valid inside on_done: the last response's header `name` (any case; the last one
+ * if repeated), or NULL. The string lives until on_done returns. */
+const char *http_call_response_header(http_call_t *call, const char *name);
 /* Number of calls in flight on this client. */
 size_t http_client_inflight(const http_client_t *c);
 

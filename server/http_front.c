@@ -32,6 +32,7 @@
 
 #include <h2o.h>
 
+#include "../tools/sandbox.h"
 #include "../tools/tools.h"
 #include "agent.h"
 #include "app.h"
@@ -39,12 +40,15 @@
 #include "budget.h"
 #include "metrics.h"
 #include "operator.h"
+#include "page_cache.h"
 #include "otlp.h"
 #include "providers.h"
 #include "trace.h"
+#include "uploads.h"
 #include "ratelimit.h"
 #include "timer.h"
 #include "buf.h"
+#include "confirm.h"
 #include "crypto.h"
 #include "form.h"
 #include "fsutil.h"
@@ -60,8 +64,12 @@
 #define DRAIN_MS 10000
 /* idle keep-alive connections to the model endpoint kept per loop thread */
 #define UPSTREAM_IDLE_CONNECTIONS 16
+/* run_code runs at once at most this many sandboxes; more wait in its queue */
+#define SANDBOX_CONCURRENCY 2
+/* a streamed page that has been silent this long gets a newline (disconnect probe) */
+#define STREAM_BEAT_MS 1000
 
-static const char CSP[] = "default-src 'none'; style-src 'self'; img-src 'self'; script-src 'self'; "
+static const char CSP[] = "default-src 'none'; style-src 'self'; img-src 'self'; script-src 'self'; connect-src 'self'; "
                           "form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 typedef struct {
@@ -73,6 +81,8 @@ typedef struct {
 } static_file_t;
 
 struct server {
+    page_cache_t *page_cache; /* NULL when no app has cache.ttl_s */
+    worker_pool_t *sandbox; /* run_code pool, NULL when no app runs code */
     const config_t *cfg;
     providers_config_t providers;
     breaker_t **breakers;            /* one per provider */
@@ -97,6 +107,7 @@ struct server {
 };
 
 typedef struct server_thread {
+    h2o_multithread_receiver_t cache_receiver; /* page-cache wake-ups for this loop */
     server_t *srv;
     int index;
     pthread_t tid;
@@ -194,15 +205,183 @@ static void send_error_page(h2o_req_t *req, int status, const app_t *app, const 
     fig_buf_free(&b);
 }
 
+/* ---------- progressive pages ----------
+ *
+ * A browser's interaction (Accept: text/html) gets its page as a stream: the shell
+ * and a loading skeleton as soon as the session is known, then each finished block
+ * of the model's page, sanitized on its own, then the tail. The status is 200 from
+ * the first byte, so a failure after that is told inside the page. Programs that do
+ * not ask for HTML get one complete response with the real status.
+ *
+ * h2o allows one h2o_send() in flight and none from inside curl's callbacks (model
+ * text arrives there), so writes go to `pending` and are flushed from a timer or when
+ * h2o asks for more (proceed). */
+typedef struct page_stream {
+    h2o_generator_t super;
+    h2o_req_t *req;
+    interaction_t *ix;      /* a reference, released on dispose */
+    timer_set_t *timers;
+    fig_timer_t flush_timer;
+    fig_timer_t beat_timer; /* a newline now and then while the model is silent */
+    int wrote_since_beat;
+    fig_buf_t pending;      /* written, not yet handed to h2o */
+    fig_buf_t sending;      /* handed to h2o, valid until proceed */
+    int in_flight;
+    int want_final;
+    int done;
+} page_stream_t;
+
+static void stream_flush(page_stream_t *s)
+{
+    if (s->in_flight || s->done || (s->pending.len == 0 && !s->want_final))
+        return;
+    fig_buf_t t = s->sending;
+    s->sending = s->pending;
+    s->pending = t;
+    fig_buf_reset(&s->pending);
+    s->in_flight = 1;
+    int final = s->want_final;
+    if (final)
+        s->done = 1;
+    h2o_iovec_t v = h2o_iovec_init(s->sending.data ? s->sending.data : "", s->sending.len);
+    h2o_send(s->req, &v, 1, final ? H2O_SEND_STATE_FINAL : H2O_SEND_STATE_IN_PROGRESS);
+}
+
+static void stream_proceed(h2o_generator_t *gen, h2o_req_t *req)
+{
+    (void)req;
+    page_stream_t *s = (page_stream_t *)gen;
+    s->in_flight = 0;
+    fig_buf_reset(&s->sending);
+    stream_flush(s);
+}
+
+static void stream_on_timer(fig_timer_t *t)
+{
+    page_stream_t *s = H2O_STRUCT_FROM_MEMBER(page_stream_t, flush_timer, t);
+    stream_flush(s);
+}
+
+/* HTTP/1 shows a closed client only on a write: while the model thinks, a newline
+ * (harmless inside <main>) each second lets figment notice and cancel the model call. */
+static void stream_on_beat(fig_timer_t *t)
+{
+    page_stream_t *s = H2O_STRUCT_FROM_MEMBER(page_stream_t, beat_timer, t);
+    if (s->want_final || s->done)
+        return;
+    if (!s->wrote_since_beat) {
+        fig_buf_append(&s->pending, "\n", 1);
+        stream_flush(s);
+    }
+    s->wrote_since_beat = 0;
+    fig_timer_start(s->timers, &s->beat_timer, STREAM_BEAT_MS);
+}
+
+static void stream_dispose(void *p)
+{
+    page_stream_t *s = p;
+    fig_timer_stop(s->timers, &s->flush_timer);
+    fig_timer_stop(s->timers, &s->beat_timer);
+    if (s->ix->stream == s)
+        s->ix->stream = NULL;
+    fig_buf_free(&s->pending);
+    fig_buf_free(&s->sending);
+    interaction_unref(s->ix);
+}
+
+static void add_interaction_headers(h2o_req_t *req, interaction_t *ix)
+{
+    h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-trace-id"), 0, NULL, ix->trace_id,
+                          strlen(ix->trace_id));
+}
+
+/* The agent's call once the session is known: start the page if the client wants a stream. */
+static void stream_begin(interaction_t *ix)
+{
+    h2o_req_t *req = ix->req;
+    if (req == NULL || !ix->stream_wanted || ix->stream != NULL)
+        return;
+    server_thread_t *th = H2O_STRUCT_FROM_MEMBER(server_thread_t, env, ix->env);
+    page_stream_t *s = h2o_mem_alloc_shared(&req->pool, sizeof(*s), stream_dispose);
+    memset(s, 0, sizeof(*s));
+    s->super.proceed = stream_proceed;
+    s->req = req;
+    s->ix = ix;
+    interaction_ref(ix);
+    s->timers = th->timers;
+    s->flush_timer.cb = stream_on_timer;
+    s->beat_timer.cb = stream_on_beat;
+    fig_timer_start(s->timers, &s->beat_timer, STREAM_BEAT_MS);
+    ix->stream = s;
+    if (stopping)
+        req->http1_is_persistent = 0;
+    req->res.status = 200;
+    req->res.reason = "OK";
+    add_header(req, H2O_TOKEN_CONTENT_TYPE, "text/html; charset=utf-8");
+    add_header(req, H2O_TOKEN_CACHE_CONTROL, "no-store");
+    add_security_headers(req);
+    if (ix->new_session && ix->set_cookie != NULL)
+        add_header(req, H2O_TOKEN_SET_COOKIE, ix->set_cookie);
+    add_interaction_headers(req, ix);
+    h2o_start_response(req, &s->super);
+    layout_opts_t lo = {ix->rt->app->name, ix->rt->app->title, NULL};
+    layout_stream_head(&s->pending, &lo);
+    stream_flush(s);
+}
+
+/* Page bytes from the agent; from_callback: called inside curl (flush later). */
+static void stream_write(interaction_t *ix, const char *data, size_t len, int from_callback)
+{
+    page_stream_t *s = ix->stream;
+    if (s == NULL || ix->req == NULL || s->want_final)
+        return;
+    fig_buf_append(&s->pending, data, len);
+    s->wrote_since_beat = 1;
+    if (from_callback)
+        fig_timer_start(s->timers, &s->flush_timer, 0);
+    else
+        stream_flush(s);
+}
+
 /* The agent's way back to the browser. */
 static void respond_interaction(interaction_t *ix, int status)
 {
     h2o_req_t *req = ix->req;
     if (req == NULL)
         return;
+    if (ix->stream != NULL) { /* ix->page is the rest of the body */
+        page_stream_t *s = ix->stream;
+        fig_buf_append(&s->pending, ix->page.data ? ix->page.data : "", ix->page.len);
+        layout_stream_tail(&s->pending);
+        s->want_final = 1;
+        ix->req = NULL;
+        fig_timer_stop(s->timers, &s->flush_timer);
+        fig_timer_stop(s->timers, &s->beat_timer);
+        stream_flush(s);
+        return;
+    }
     ix->req = NULL; /* exactly one response */
-    h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-trace-id"), 0, NULL, ix->trace_id,
-                          strlen(ix->trace_id));
+    add_interaction_headers(req, ix);
+    if (ix->rec.cache_hit && ix->cache_entry != NULL) { /* the cached document with this session's token */
+        if (stopping)
+            req->http1_is_persistent = 0;
+        req->res.status = 200;
+        req->res.reason = "OK";
+        add_header(req, H2O_TOKEN_CONTENT_TYPE, "text/html; charset=utf-8");
+        add_header(req, H2O_TOKEN_CACHE_CONTROL, "no-store");
+        add_security_headers(req);
+        add_header_str(req, PAGE_CACHE_HEADER, "hit");
+        if (ix->new_session && ix->set_cookie != NULL)
+            add_header(req, H2O_TOKEN_SET_COOKIE, ix->set_cookie);
+        size_t n = 0;
+        h2o_iovec_t *iov = page_cache_entry_iov_pool(ix->cache_entry, ix->csrf_token, strlen(ix->csrf_token),
+                                                     &req->pool, &n);
+        req->res.content_length = page_cache_entry_body_len(ix->cache_entry, strlen(ix->csrf_token));
+        static h2o_generator_t none = {NULL, NULL};
+        h2o_start_response(req, &none);
+        h2o_send(req, iov, n, H2O_SEND_STATE_FINAL);
+        return;
+    }
     send_html(req, status, ix->new_session ? ix->set_cookie : NULL, ix->page.data ? ix->page.data : "",
               ix->page.len);
 }
@@ -414,6 +593,7 @@ static void serve_app(server_thread_t *th, const app_runtime_t *rt, h2o_req_t *r
     fig_err_t err;
     fig_err_clear(&err);
     json_t *query = NULL, *form = NULL;
+    form_files_t files = {0};
     const char *qs = req->query_at != SIZE_MAX ? req->path.base + req->query_at + 1 : NULL;
     size_t qs_len = qs ? req->path.len - req->query_at - 1 : 0;
     query = qs ? form_parse_urlencoded(qs, qs_len, &err) : json_object();
@@ -447,7 +627,7 @@ static void serve_app(server_thread_t *th, const app_runtime_t *rt, h2o_req_t *r
         if (ct != NULL && strncasecmp(ct, "application/x-www-form-urlencoded", 33) == 0)
             form = form_parse_urlencoded(body, body_len, &err);
         else if (ct != NULL && strncasecmp(ct, "multipart/form-data", 19) == 0)
-            form = form_parse_multipart(body, body_len, ct, &err);
+            form = form_parse_multipart_files(body, body_len, ct, &files, &err);
         else
             fig_err_set(&err, FIG_E_INVALID, "unsupported content type");
         free(ct);
@@ -470,13 +650,70 @@ static void serve_app(server_thread_t *th, const app_runtime_t *rt, h2o_req_t *r
             return;
         }
         json_object_del(form, "_csrf");
+        /* files: refused early when the app takes none or one is too big */
+        const char *refusal = NULL;
+        for (size_t i = 0; i < files.count && refusal == NULL; i++)
+            if (app->max_upload_bytes == 0)
+                refusal = "This app does not accept files.";
+            else if (files.items[i].size > (size_t)app->max_upload_bytes)
+                refusal = "too big";
+        if (refusal != NULL) {
+            fig_buf_t msg = FIG_BUF_INIT;
+            if (strcmp(refusal, "too big") == 0)
+                fig_buf_appendf(&msg, "A file you sent is larger than this app accepts (%ld bytes at most).",
+                                app->max_upload_bytes);
+            else
+                fig_buf_append_str(&msg, refusal);
+            json_decref(query);
+            json_decref(form);
+            form_files_free(&files);
+            send_error_page(req, 413, app, "File not accepted", msg.data);
+            fig_buf_free(&msg);
+            return;
+        }
     } else {
         form = json_object();
+    }
+
+    /* /<app>/_confirm/<id>: the user's answer to figment's confirmation page */
+    char confirm_id[CONFIRM_ID_LEN + 1] = "";
+    int confirm_accept = 0;
+    {
+        char *npath = fig_strndup(req->path_normalized.base, req->path_normalized.len);
+        size_t alen = strlen(app->name);
+        int is_confirm_path = strncmp(npath + 1, app->name, alen) == 0 && strncmp(npath + 1 + alen, "/_confirm/", 10) == 0;
+        int parsed = is_confirm_path && confirm_path_parse(app->name, npath, confirm_id);
+        free(npath);
+        if (is_confirm_path) {
+            const char *decision = json_string_value(json_object_get(form, "decision"));
+            const char *problem = NULL;
+            int status = 400;
+            if (!parsed) {
+                status = 404;
+                problem = "There is no such confirmation. Go back to the app and try again.";
+            } else if (!is_post) {
+                status = 405;
+                problem = "A confirmation is answered with the Confirm or Cancel button on its page.";
+            } else if (decision == NULL || (strcmp(decision, "confirm") != 0 && strcmp(decision, "cancel") != 0)) {
+                problem = "The answer must be decision=confirm or decision=cancel.";
+            }
+            if (problem != NULL) {
+                json_decref(query);
+                json_decref(form);
+                form_files_free(&files);
+                if (status == 405)
+                    add_header(req, H2O_TOKEN_ALLOW, "POST");
+                send_error_page(req, status, app, status == 404 ? "Not found" : "Bad request", problem);
+                return;
+            }
+            confirm_accept = strcmp(decision, "confirm") == 0;
+        }
     }
 
     if (!concurrency_cap_try_acquire(srv->upstream_cap)) {
         json_decref(query);
         json_decref(form);
+        form_files_free(&files);
         add_header(req, H2O_TOKEN_RETRY_AFTER, "1");
         send_error_page(req, 429, app, "figment is busy",
                         "Too many pages are being generated right now. Wait a moment and reload.");
@@ -499,6 +736,29 @@ static void serve_app(server_thread_t *th, const app_runtime_t *rt, h2o_req_t *r
         free(v);
         ix->set_cookie = fig_buf_steal(&c);
     }
+    memcpy(ix->confirm_id, confirm_id, sizeof(confirm_id));
+    if (files.count > 0) { /* copied: the worker stores them, maybe after the client left */
+        ix->upload_files = fig_calloc(files.count, sizeof(*ix->upload_files));
+        for (size_t i = 0; i < files.count; i++) {
+            interaction_upload_t *u = &ix->upload_files[i];
+            u->filename = fig_strdup(files.items[i].filename ? files.items[i].filename : "upload");
+            u->content_type = fig_strdup(files.items[i].content_type ? files.items[i].content_type : "");
+            u->data = fig_strndup(files.items[i].data, files.items[i].size);
+            u->len = files.items[i].size;
+        }
+        ix->n_upload_files = files.count;
+    }
+    form_files_free(&files);
+    if (app->max_upload_bytes > 0 || app->run_code.enabled)
+        ix->upload_dir = uploads_dir(srv->cfg->var_dir, app->name, sid);
+    {
+        /* browsers ask for HTML and get the page progressively; HEAD gets headers only */
+        char *accept = header_value(req, H2O_TOKEN_ACCEPT);
+        ix->stream_wanted = accept != NULL && strstr(accept, "text/html") != NULL &&
+                            !h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD"));
+        free(accept);
+    }
+    ix->confirm_accept = confirm_accept;
     interaction_t **slot = h2o_mem_alloc_shared(&req->pool, sizeof(*slot), on_interaction_req_dispose);
     *slot = ix;
     interaction_ref(ix); /* the request's reference (released by the dispose above) */
@@ -734,6 +994,11 @@ static void *thread_main(void *arg)
     th->env.router.breakers = srv->breakers;
     crypto_random(&th->env.router.rng, sizeof(th->env.router.rng));
     th->env.workers = srv->workers;
+    th->env.sandbox = srv->sandbox;
+    th->env.page_cache = srv->page_cache;
+    page_cache_receiver_init(th->ctx.queue, &th->cache_receiver);
+    th->env.cache_receiver = &th->cache_receiver;
+    th->env.var_dir = srv->cfg->var_dir;
     th->env.receiver = &th->receiver;
     th->env.budget = srv->budget;
     th->env.session_cache = srv->session_cache;
@@ -749,6 +1014,8 @@ static void *thread_main(void *arg)
     th->operator_env.apps = &srv->apps;
     th->operator_env.send_html = send_html;
     th->env.respond = respond_interaction;
+    th->env.stream_begin = stream_begin;
+    th->env.stream_write = stream_write;
 
     th->listener = h2o_evloop_socket_create(th->loop, th->listen_fd, H2O_SOCKET_FLAG_DONT_READ);
     th->listener->data = th;
@@ -771,6 +1038,8 @@ static void *thread_main(void *arg)
     /* deliver what the workers finish for this loop (e.g. usage records) before leaving;
      * a done callback may queue one more job (the record after a response) */
     for (int i = 0; i < 4; i++) {
+        if (srv->sandbox != NULL) /* a cancelled attempt's code run may still be finishing */
+            worker_pool_wait_idle(srv->sandbox);
         worker_pool_wait_idle(srv->workers);
         h2o_evloop_run(th->loop, 0);
     }
@@ -779,6 +1048,7 @@ static void *thread_main(void *arg)
     /* let h2o finish closing sockets, then release the loop's resources */
     h2o_evloop_run(th->loop, 0);
     worker_receiver_dispose(&th->ctx, &th->receiver);
+    page_cache_receiver_dispose(th->ctx.queue, &th->cache_receiver);
     if (conns_left) {
         /* h2o 2.2.5 cannot dispose a context with live connections (it asserts on their
          * timeouts), and the process is exiting anyway: the kernel closes the idle
@@ -894,6 +1164,33 @@ static int setup(server_t *srv, const config_t *cfg, fig_err_t *err)
     fig_buf_free(&dbpath);
     if (srv->workers == NULL)
         return -1;
+    /* the page cache: memory for all loops, var/cache.db through the workers */
+    int wants_cache = 0;
+    for (size_t i = 0; i < srv->apps.count; i++)
+        wants_cache |= srv->apps.items[i]->cache_ttl_s > 0;
+    if (wants_cache) {
+        srv->page_cache = page_cache_create(PAGE_CACHE_DEFAULT_MAX_BYTES);
+        fig_buf_t cp = FIG_BUF_INIT;
+        fig_buf_appendf(&cp, "%s/cache.db", cfg->var_dir);
+        worker_pool_set_page_cache_db(srv->workers, cp.data);
+        fig_buf_free(&cp);
+    }
+    /* run_code: a few long blocking runs, apart from the session store's workers */
+    int wants_sandbox = 0;
+    for (size_t i = 0; i < srv->apps.count; i++)
+        wants_sandbox |= srv->apps.items[i]->run_code.enabled;
+    if (wants_sandbox) {
+        fig_err_t serr;
+        fig_err_clear(&serr);
+        if (sandbox_probe(&serr) != 0)
+            fprintf(stderr, "figment: warning: run_code is disabled: %s\n", serr.msg);
+        fig_buf_t sp = FIG_BUF_INIT;
+        fig_buf_appendf(&sp, "%s/figment.db", cfg->var_dir);
+        srv->sandbox = worker_pool_create(SANDBOX_CONCURRENCY, sp.data, err);
+        fig_buf_free(&sp);
+        if (srv->sandbox == NULL)
+            return -1;
+    }
 
     /* observability: traces (var/traces.db), metrics, optional OTLP export, operator token */
     metrics_init();
@@ -937,6 +1234,10 @@ static int setup(server_t *srv, const config_t *cfg, fig_err_t *err)
 static void teardown(server_t *srv)
 {
     worker_pool_destroy(srv->workers);
+    if (srv->sandbox != NULL)
+        worker_pool_destroy(srv->sandbox);
+    if (srv->page_cache != NULL)
+        page_cache_free(srv->page_cache);
     otlp_stop(srv->otlp);
     trace_writer_stop(srv->traces);
     metrics_set_dropped_sources(NULL, NULL, NULL, NULL);

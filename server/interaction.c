@@ -52,6 +52,8 @@ void interaction_unref(interaction_t *ix)
         metrics_in_flight_add(-1);
         ix->env->in_flight--;
     }
+    agent_attempts_free(ix);
+    agent_attempt_free(ix);
     free(ix->error_text);
     json_decref(ix->state_before);
     json_decref(ix->tool_log);
@@ -69,6 +71,18 @@ void interaction_unref(interaction_t *ix)
     free(ix->page_title);
     free(ix->page_html);
     fig_buf_free(&ix->page);
+    fig_buf_free(&ix->stream_md);
+    page_cache_entry_unref(ix->cache_entry);
+    free(ix->upload_dir);
+    json_decref(ix->uploads);
+    for (size_t i = 0; i < ix->n_upload_files; i++) {
+        free(ix->upload_files[i].filename);
+        free(ix->upload_files[i].content_type);
+        free(ix->upload_files[i].data);
+    }
+    free(ix->upload_files);
+    confirm_pending_clear(&ix->pending);
+    free(ix->confirm_text);
     free(ix);
 }
 
@@ -95,6 +109,10 @@ char *interaction_describe(const interaction_t *ix)
     append_json(&b, ix->form);
     fig_buf_append_str(&b, "\nsession_state: ");
     append_json(&b, ix->session.state);
+    if (ix->uploads != NULL) { /* only for apps that take files */
+        fig_buf_append_str(&b, "\nuploads: ");
+        append_json(&b, ix->uploads);
+    }
     fig_buf_append_str(&b, "\nrecent:");
     size_t n = ix->session.history ? json_array_size(ix->session.history) : 0;
     if (n == 0)

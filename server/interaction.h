@@ -20,6 +20,8 @@
 
 #include "app.h"
 #include "buf.h"
+#include "confirm.h"
+#include "page_cache.h"
 #include "llm.h"
 #include "providers.h"
 #include "session.h"
@@ -44,6 +46,7 @@ typedef struct {
     model_chain_t chain;         /* app.json models/model, else the providers' default_models */
     model_chain_t *route_chains; /* one per app->routes entry */
     char prompt_version[65];     /* hex SHA-256 of the system prompt and tool schemas */
+    _Atomic int prefetch_running;/* prefetch generations of this app in flight (the one mutable field) */
 } app_runtime_t;
 
 typedef struct {
@@ -64,6 +67,7 @@ typedef struct {
     char route[512];        /* the router's decisions, in order */
     const char *route_rule; /* "routing[N]" when an app.json rule chose the chain, else "default" */
     int stale;              /* a stored page was served because every model failed */
+    int cache_hit;          /* served from the page cache */
     int status;             /* HTTP status sent */
     const char *outcome;    /* "ok", "upstream", "upstream_timeout", "client_gone", ... */
 } interaction_record_t;
@@ -109,8 +113,53 @@ typedef struct interaction {
     json_t *state_before; /* the session state as loaded (for the trace and replay) */
     json_t *tool_log;  /* [{"name","arguments","result","ms","is_error"}] for the trace */
 
+    /* tools beyond sql/set_state */
+    int job_status;       /* a worker/sandbox tool's status (TOOL_OK, ...) */
+    void *tool_handle;    /* an asynchronous tool in flight (http_fetch) */
+    const struct tool *tool_async; /* its tool, for cancel */
+    int confirm_next;     /* the next tool call runs as confirmed by the user */
+    char *upload_dir;     /* var/uploads/<app>/<session>: uploads and run_code outputs */
+    json_t *uploads;      /* listing for the interaction text, or NULL when the app takes no files */
+    struct interaction_upload *upload_files; /* file parts of this request, to be stored (copied) */
+    size_t n_upload_files;
+
+    /* confirmation: this request answers /<app>/_confirm/<id> */
+    char confirm_id[CONFIRM_ID_LEN + 1];
+    int confirm_accept;   /* decision=confirm (1) or cancel (0) */
+    confirm_claim_t claim;
+    confirm_pending_t pending; /* claimed on the worker, used on the loop */
+    char *confirm_text;   /* TOOL_NEEDS_CONFIRM: what the paused call would do */
+
+    /* progressive page (issue 5) */
+    int stream_wanted;    /* the client asked for HTML: stream the page */
+    struct page_stream *stream; /* the stream once begun (owned by the request), else NULL */
+    int streaming;        /* the shell was sent: pages are composed as fragments */
+    fig_buf_t stream_md;  /* this round's model text so far */
+    size_t stream_md_done;/* bytes of stream_md already rendered and sent */
+
+    /* page cache (GET pages of apps with cache.ttl_s) */
+    int cache_mode;       /* 0 not cached, 1 leading the generation, 2 waiting for the leader */
+    int cache_ended;      /* the leader has called page_cache_flight_end */
+    char cache_key[65];
+    unsigned long long data_version_at_start;
+    page_cache_waiter_t cache_waiter;
+    page_cache_entry_t *cache_entry; /* the leader's page to cache, or the entry being served */
+
+    /* parallel attempts (app.json "actions") */
+    struct attempt_set *attempts; /* the parent: its attempts, or NULL */
+    struct attempt *attempt;      /* an attempt: its isolation and its parent, or NULL */
+    int prefetch;                 /* generated ahead for the cache, no client (req is a sentinel) */
+
     interaction_record_t rec;
 } interaction_t;
+
+/* A file part of a multipart POST, copied out of the request body. */
+typedef struct interaction_upload {
+    char *filename;
+    char *content_type;
+    char *data;
+    size_t len;
+} interaction_upload_t;
 
 interaction_t *interaction_new(struct agent_env *env, const app_runtime_t *rt, h2o_req_t *req);
 void interaction_ref(interaction_t *ix);

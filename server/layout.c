@@ -34,7 +34,7 @@ static void layout_head(fig_buf_t *out, const layout_opts_t *o)
     } else {
         esc(out, app_title != NULL ? app_title : "figment");
     }
-    fig_buf_append_str(out, "</title>\n<link rel=\"stylesheet\" href=\"/static/app.css\">\n</head>\n<body>\n"
+    fig_buf_append_str(out, "</title>\n<link rel=\"stylesheet\" href=\"/static/app.css\">\n<link rel=\"icon\" href=\"/static/favicon.svg\" type=\"image/svg+xml\">\n<script src=\"/static/app.js\" defer></script>\n</head>\n<body>\n"
                             "<header class=\"topbar\">\n<nav class=\"nav\">\n");
     if (nonempty(o->app_name)) {
         fig_buf_append_str(out, "<a class=\"brand\" href=\"/");
@@ -82,7 +82,14 @@ void layout_error_page(fig_buf_t *out, const layout_opts_t *o, int status, const
     const char *h = nonempty(heading) ? heading : "Something went wrong";
     lo.page_title = h;
     layout_head(out, &lo);
-    fig_buf_append_str(out, "<section class=\"card error\">\n<h1>");
+    layout_error_section(out, status, heading, message, retry_url);
+    layout_tail(out);
+}
+
+void layout_error_section(fig_buf_t *out, int status, const char *heading, const char *message, const char *retry_url)
+{
+    const char *h = nonempty(heading) ? heading : "Something went wrong";
+    fig_buf_append_str(out, "<section class=\"card error\" role=\"alert\">\n<h1>");
     esc(out, h);
     fig_buf_append_str(out, "</h1>\n");
     if (nonempty(message)) {
@@ -98,5 +105,17 @@ void layout_error_page(fig_buf_t *out, const layout_opts_t *o, int status, const
     if (status > 0)
         fig_buf_appendf(out, "<p class=\"muted status\">Error %d</p>\n", status);
     fig_buf_append_str(out, "</section>");
+}
+
+void layout_stream_head(fig_buf_t *out, const layout_opts_t *o)
+{
+    layout_head(out, o);
+    /* hidden by app.css as soon as anything follows it in <main> */
+    fig_buf_append_str(out, "<div class=\"skeleton\" aria-hidden=\"true\"><p>Generating this page\xE2\x80\xA6</p>"
+                            "<span class=\"bar\"></span><span class=\"bar\"></span><span class=\"bar short\"></span></div>\n");
+}
+
+void layout_stream_tail(fig_buf_t *out)
+{
     layout_tail(out);
 }

@@ -42,6 +42,7 @@ struct llm_route {
     size_t next_model;     /* the next model of the chain not yet started */
     int tries[MAX_CHAIN];  /* attempts per chain position */
     int winner;            /* slot that streamed first, or -1 */
+    int text_forwarded;    /* the caller has shown text: no retry or fallback may follow */
     size_t retry_model;
     fig_timer_t retry_timer;
     fig_timer_t hedge_timer;
@@ -181,6 +182,13 @@ static void after_failure(llm_route_t *r, size_t model_idx, int retryable, long 
 {
     if (active_count(r) > 0)
         return; /* the other attempt is still running: it decides */
+    if (r->text_forwarded) {
+        /* part of this answer is already on the user's screen: another model's answer
+         * cannot be spliced onto it */
+        note(r, "no fallback: the page was already streaming");
+        finish(r, &r->last_err);
+        return;
+    }
     const retry_policy_t *rp = &r->env->providers->retry;
     if (retryable && r->tries[model_idx] < rp->max_attempts) {
         uint64_t delay = llm_router_backoff_ms(rp, r->tries[model_idx] - 1, retry_after_ms, &r->env->rng);
@@ -296,6 +304,17 @@ static void on_cancel_losers(fig_timer_t *t)
     }
 }
 
+/* Text of an attempt, passed on to the caller only from the winner. */
+static void on_attempt_text(void *ctx, const char *s, size_t n)
+{
+    attempt_t *a = ctx;
+    llm_route_t *r = a->route;
+    if (r->winner != (int)(a - r->slots) || r->result->on_text == NULL)
+        return;
+    r->text_forwarded = 1;
+    r->result->on_text(r->result->on_text_ctx, s, n);
+}
+
 static void on_progress(void *ctx, int first)
 {
     attempt_t *a = ctx;
@@ -365,6 +384,10 @@ static void start_attempt(llm_route_t *r, size_t model_idx)
     a->first_token_timer.cb = on_first_token_timeout;
     a->idle_timer.cb = on_idle_timeout;
     llm_result_init(&a->result);
+    if (r->result->on_text != NULL) {
+        a->result.on_text = on_attempt_text;
+        a->result.on_text_ctx = a;
+    }
     r->tries[model_idx]++;
     r->report.attempts++;
 

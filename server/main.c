@@ -14,6 +14,7 @@
 #include "config.h"
 #include "error.h"
 #include "eval.h"
+#include "tool_cli.h"
 #include "http_front.h"
 #include "render.h"
 
@@ -72,6 +73,12 @@ int main(int argc, char **argv)
     }
     if (argc > 1 && strcmp(argv[1], "render") == 0)
         return cmd_render(argc - 2, argv + 2);
+    if (argc > 1 && strcmp(argv[1], "tool") == 0) {
+        curl_global_init(CURL_GLOBAL_DEFAULT);
+        int rc = tool_cli_main(argc - 2, argv + 2);
+        curl_global_cleanup();
+        return rc;
+    }
     if (argc > 1 && (strcmp(argv[1], "eval") == 0 || strcmp(argv[1], "replay") == 0)) {
         mallopt(M_TRIM_THRESHOLD, 256 << 20);
         curl_global_init(CURL_GLOBAL_DEFAULT);

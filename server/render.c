@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define RENDER_MAX_INPUT (512u * 1024) /* Markdown bytes accepted */
 #define RENDER_MAX_TITLE 200           /* title bytes, cut at a UTF-8 boundary */
@@ -182,4 +183,75 @@ void render_page_free(render_page_t *p)
     free(p->title);
     p->html = p->title = NULL;
     p->html_len = 0;
+}
+
+/* Tags whose blocks may contain blank lines: a cut inside one would close the element
+ * early (each fragment is sanitized on its own) and orphan what follows. */
+static const char *const render_container_tags[] = {"form", "table", "div", "section", "details", "ul", "ol",
+                                                      "dl", "blockquote", "pre", "fieldset", "select", NULL};
+
+static size_t render_tag_len(const char *p, const char *end, const char *tag)
+{
+    size_t n = strlen(tag);
+    if ((size_t)(end - p) < n + 1 || strncasecmp(p, tag, n) != 0)
+        return 0;
+    char c = p[n];
+    return (c == '>' || c == ' ' || c == '\t' || c == '\n' || c == '/' || c == '\r') ? n : 0;
+}
+
+size_t render_block_cut(const char *md, size_t len)
+{
+    size_t cut = 0;
+    int depth = 0;          /* open container HTML elements */
+    char fence = 0;         /* '`' or '~' while inside a fenced code block */
+    size_t fence_len = 0;
+    const char *end = md + len;
+    const char *line = md;
+    while (line < end) {
+        const char *nl = memchr(line, '\n', (size_t)(end - line));
+        if (nl == NULL)
+            break; /* an unfinished line never ends a block */
+        const char *p = line;
+        size_t indent = 0;
+        while (p < nl && *p == ' ' && indent < 4) {
+            p++;
+            indent++;
+        }
+        if (indent < 4 && p < nl && (*p == '`' || *p == '~')) {
+            size_t run = 0;
+            while (p + run < nl && p[run] == *p)
+                run++;
+            if (run >= 3) {
+                if (fence == 0) {
+                    fence = *p;
+                    fence_len = run;
+                } else if (*p == fence && run >= fence_len) {
+                    fence = 0;
+                }
+            }
+        } else if (fence == 0) {
+            for (const char *q = line; q < nl; q++) {
+                if (*q != '<')
+                    continue;
+                int closing = q + 1 < nl && q[1] == '/';
+                const char *t = q + 1 + closing;
+                for (size_t i = 0; render_container_tags[i] != NULL; i++) {
+                    if (render_tag_len(t, nl + 1, render_container_tags[i]) != 0) {
+                        depth += closing ? -1 : 1;
+                        if (depth < 0)
+                            depth = 0;
+                        break;
+                    }
+                }
+            }
+        }
+        int blank = 1;
+        for (const char *q = line; q < nl; q++)
+            if (*q != ' ' && *q != '\t' && *q != '\r')
+                blank = 0;
+        if (blank && fence == 0 && depth == 0 && line > md)
+            cut = (size_t)(nl + 1 - md);
+        line = nl + 1;
+    }
+    return cut;
 }

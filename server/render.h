@@ -64,5 +64,17 @@ void layout_page(fig_buf_t *out, const layout_opts_t *o, const char *body_html, 
  * optional "Try again" link to retry_url (must be a same-origin path). */
 void layout_error_page(fig_buf_t *out, const layout_opts_t *o, int status, const char *heading, const char *message,
                        const char *retry_url);
+/* The same error, as a fragment for a page that is already streaming. */
+void layout_error_section(fig_buf_t *out, int status, const char *heading, const char *message, const char *retry_url);
+
+/* A streamed page: the shell up to and including <main> plus a loading skeleton
+ * (sent before the model's first token), then sanitized fragments, then the tail. */
+void layout_stream_head(fig_buf_t *out, const layout_opts_t *o);
+void layout_stream_tail(fig_buf_t *out);
+
+/* Progressive rendering: the length of the longest prefix of md that ends at a block
+ * boundary safe to render on its own (a blank line outside fenced code and outside
+ * an open HTML block such as <form> or <table>), or 0. */
+size_t render_block_cut(const char *md, size_t len);
 
 #endif

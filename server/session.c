@@ -44,7 +44,7 @@
 
 #define SESSION_MAC_B64_LEN 43 /* base64url of 32 bytes, unpadded */
 #define SESSION_COOKIE_LEN (SESSION_ID_LEN + 1 + SESSION_MAC_B64_LEN)
-#define SESSION_SCHEMA_VERSION 2
+#define SESSION_SCHEMA_VERSION 3
 
 /* ---- key file ---- */
 
@@ -293,6 +293,14 @@ static const char session_schema_v2_sql[] =
     "session_id TEXT NOT NULL, app TEXT NOT NULL, url TEXT NOT NULL, title TEXT, html TEXT NOT NULL, "
     "saved_at INTEGER NOT NULL, PRIMARY KEY(session_id, app, url));";
 
+/* Version 3: confirmations waiting for the user (confirm.c reads and writes them). */
+static const char session_schema_v3_sql[] =
+    "CREATE TABLE IF NOT EXISTS pending_confirmations("
+    "id TEXT PRIMARY KEY, session_id TEXT NOT NULL, app TEXT NOT NULL, created_at INTEGER NOT NULL, "
+    "expires_at INTEGER NOT NULL, tool TEXT NOT NULL, description TEXT NOT NULL, messages TEXT NOT NULL, "
+    "calls TEXT NOT NULL, tool_index INTEGER NOT NULL, round INTEGER NOT NULL, origin_url TEXT NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS pending_by_expiry ON pending_confirmations(expires_at);";
+
 static int session_db_fail(session_store_t *st, const char *what, fig_err_t *err)
 {
     fig_err_set(err, FIG_E_DB, "%s: %s: %s", st->path, what, sqlite3_errmsg(st->db));
@@ -334,6 +342,9 @@ static int session_store_migrate(session_store_t *st, fig_err_t *err)
         goto fail;
     if (version < 2 && (session_exec(st, session_schema_v2_sql, err) != 0 ||
                         session_exec(st, "PRAGMA user_version = 2", err) != 0))
+        goto fail;
+    if (version < 3 && (session_exec(st, session_schema_v3_sql, err) != 0 ||
+                        session_exec(st, "PRAGMA user_version = 3", err) != 0))
         goto fail;
     return session_exec(st, "COMMIT", err);
 
@@ -412,6 +423,11 @@ session_store_t *session_store_open(const char *path, fig_err_t *err)
 fail:
     session_store_close(st);
     return NULL;
+}
+
+sqlite3 *session_store_db(session_store_t *st)
+{
+    return st->db;
 }
 
 void session_store_close(session_store_t *st)

@@ -15,6 +15,7 @@
 #define FIG_SESSION_H
 
 #include <jansson.h>
+#include <sqlite3.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <time.h>
@@ -44,6 +45,9 @@ typedef struct session_store session_store_t;
 /* Opens (creating the schema if needed) the store at path, WAL mode, busy timeout. */
 session_store_t *session_store_open(const char *path, fig_err_t *err);
 void session_store_close(session_store_t *st);
+/* The store's connection, for modules that keep their own tables in figment.db
+ * (confirm.c). Same thread rules as the store. */
+sqlite3 *session_store_db(session_store_t *st);
 
 typedef struct {
     char id[SESSION_ID_LEN + 1];

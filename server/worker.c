@@ -7,6 +7,8 @@
  */
 #include "worker.h"
 
+#include "page_cache.h"
+
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +24,7 @@ typedef struct {
 struct worker_thread {
     pthread_t tid;
     worker_pool_t *pool;
+    sqlite3 *page_cache_db; /* var/cache.db, opened on first use */
     session_store_t *sessions;
     trace_reader_t *traces;
     app_db_slot_t *app_dbs;
@@ -38,6 +41,7 @@ struct worker_pool {
     int n;
     char *session_db_path;
     char *trace_db_path;
+    char *page_cache_db_path;
     worker_thread_t *threads;
 };
 
@@ -127,6 +131,8 @@ void worker_pool_destroy(worker_pool_t *pool)
         pthread_join(wt->tid, NULL);
         session_store_close(wt->sessions);
         trace_reader_close(wt->traces);
+        if (wt->page_cache_db != NULL)
+            sqlite3_close_v2(wt->page_cache_db);
         for (size_t j = 0; j < wt->n_app_dbs; j++)
             sqlite3_close_v2(wt->app_dbs[j].db);
         free(wt->app_dbs);
@@ -137,6 +143,7 @@ void worker_pool_destroy(worker_pool_t *pool)
     free(pool->threads);
     free(pool->session_db_path);
     free(pool->trace_db_path);
+    free(pool->page_cache_db_path);
     free(pool);
 }
 
@@ -165,6 +172,24 @@ void worker_pool_set_trace_db(worker_pool_t *pool, const char *path)
 {
     free(pool->trace_db_path);
     pool->trace_db_path = fig_strdup(path);
+}
+
+void worker_pool_set_page_cache_db(worker_pool_t *pool, const char *path)
+{
+    free(pool->page_cache_db_path);
+    pool->page_cache_db_path = fig_strdup(path);
+}
+
+sqlite3 *worker_page_cache_db(worker_thread_t *wt, fig_err_t *err)
+{
+    if (wt->page_cache_db == NULL) {
+        if (wt->pool->page_cache_db_path == NULL) {
+            fig_err_set(err, FIG_E_CONFIG, "the page cache is not configured");
+            return NULL;
+        }
+        wt->page_cache_db = page_cache_db_open(wt->pool->page_cache_db_path, err);
+    }
+    return wt->page_cache_db;
 }
 
 trace_reader_t *worker_trace_reader(worker_thread_t *wt, fig_err_t *err)

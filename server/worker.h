@@ -58,6 +58,10 @@ void worker_pool_set_trace_db(worker_pool_t *pool, const char *path);
 /* Inside run(): this worker's resources. NULL (with err) when they cannot be opened. */
 session_store_t *worker_session_store(worker_thread_t *wt, fig_err_t *err);
 trace_reader_t *worker_trace_reader(worker_thread_t *wt, fig_err_t *err);
+/* The page cache's file (var/cache.db): set once at start; each worker opens its own
+ * connection on first use. */
+void worker_pool_set_page_cache_db(worker_pool_t *pool, const char *path);
+sqlite3 *worker_page_cache_db(worker_thread_t *wt, fig_err_t *err);
 sqlite3 *worker_app_db(worker_thread_t *wt, const app_t *app, fig_err_t *err);
 
 #endif

@@ -7,7 +7,7 @@
  * cap means the same thing everywhere. A refused patch leaves the state untouched:
  * the merge builds a new value and only a valid result replaces *state.
  *
- * Runs on the event loop (runs_in_worker = 0): a merge of a bounded object is fast.
+ * Runs on the event loop (TOOL_ON_LOOP): a merge of a bounded object is fast.
  */
 #include "tools.h"
 
@@ -95,6 +95,6 @@ const tool_t tool_set_state = {
         "{\"type\":\"object\",\"properties\":{\"patch\":{\"type\":\"object\",\"description\":"
         "\"JSON merge patch for the state object; null deletes a key.\"}},\"required\":[\"patch\"],"
         "\"additionalProperties\":false}",
-    .runs_in_worker = 0,
+    .kind = TOOL_ON_LOOP,
     .run = set_state_run,
 };

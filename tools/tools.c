@@ -1,7 +1,7 @@
 /*
  * tools.c — the registry: which tools an app may call, and their schemas for the model.
  *
- * The list is fixed and ordered (sql, set_state) and every text is a compile-time
+ * The list is fixed and ordered (sql, set_state, http_fetch, run_code) and every text is a compile-time
  * constant, so tools_schemas() is byte-stable per app: the tools block is part of the
  * prompt prefix that provider prompt caching keys on. The only per-app variation is
  * which tools appear and which of two fixed descriptions sql gets (read or write).
@@ -14,12 +14,15 @@
 
 /* tool_sql.description is the read-only text; write apps are told this instead. */
 static const char tools_sql_write_description[] =
-    "Run one SQLite statement on this app's database: SELECT, INSERT, UPDATE or DELETE "
-    "(schema changes, PRAGMA writes and transactions are not allowed; each statement commits on "
-    "its own). A query returns a text table: a header line of column names separated by \" | \", "
-    "one line per row, then a count line such as \"(3 rows)\"; only the first rows are shown, the "
-    "rest are counted. A write returns \"(N rows changed)\". Errors come back as text starting "
-    "with \"error: \". Use LIMIT and select only the columns you need.";
+    "Run one SQLite statement on this app's database: SELECT, INSERT, UPDATE or DELETE (CREATE, "
+    "DROP and ALTER only if this app allows schema changes; PRAGMA writes, ATTACH and transactions "
+    "are never allowed; each statement commits on its own). A query returns a text table: a header "
+    "line of column names separated by \" | \", one line per row, then a count line such as "
+    "\"(3 rows)\"; only the first rows are shown, the rest are counted. A write returns \"(N rows "
+    "changed)\", after the rows of any RETURNING clause. Some writes need the user's confirmation: "
+    "then nothing is changed yet and the user is shown exactly what would run; do not retry it or "
+    "work around it, wait for the user's decision. Errors come back as text starting with \"error: \". Use LIMIT and select only the columns you "
+    "need.";
 
 static int tools_allowed(const app_t *app, const tool_t *tool)
 {
@@ -27,10 +30,14 @@ static int tools_allowed(const app_t *app, const tool_t *tool)
         return app->sql != APP_SQL_NONE;
     if (tool == &tool_set_state)
         return app->tool_set_state != 0;
+    if (tool == &tool_http_fetch)
+        return app->http_fetch.enabled != 0;
+    if (tool == &tool_run_code)
+        return app->run_code.enabled != 0;
     return 0;
 }
 
-static const tool_t *const tools_all[] = {&tool_sql, &tool_set_state};
+static const tool_t *const tools_all[] = {&tool_sql, &tool_set_state, &tool_http_fetch, &tool_run_code};
 #define TOOLS_COUNT (sizeof(tools_all) / sizeof(tools_all[0]))
 
 const tool_t *tools_find(const app_t *app, const char *name)

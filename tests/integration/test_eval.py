@@ -67,7 +67,7 @@ def test_golden_set_passes_against_fakellm(workdir, golden_llm):
     # the pages really came from the scripted model, through the sql tool
     texts = [m["content"] for r in golden_llm.requests() for m in r["messages"] if m["role"] == "tool"]
     assert any(t.startswith("subject | sender") and "Security notice" in t for t in texts)
-    assert any(t == "error: not authorized" for t in texts)  # the read-only app refused the DELETE
+    assert any(t.startswith("(") and "rows changed)" in t for t in texts)  # opening 42 marked it read
 
 
 def test_failed_assertion_fails_the_run_and_names_the_case(workdir, golden_llm):

@@ -213,10 +213,10 @@ def test_malformed_tool_arguments_go_back_to_the_model(figment, fakellm):
     assert len(fakellm.requests()) == 3
 
 
-def test_sql_tool_refuses_writes_and_the_model_sees_why(figment, fakellm):
+def test_sql_tool_refuses_schema_changes_and_the_model_sees_why(figment, fakellm):
     fakellm.set_script({"rules": [
         {"match": ".", "tool_results": 0,
-         "reply": {"tool_calls": [{"name": "sql", "arguments": {"query": "DELETE FROM messages"}}]}},
+         "reply": {"tool_calls": [{"name": "sql", "arguments": {"query": "DROP TABLE messages"}}]}},
         {"match": ".", "tool_results": 1, "reply": {"content": "# Result\n\n{{last_tool_result}}\n"}},
     ]})
     r = figment.browser().get("/mail/")

@@ -147,7 +147,7 @@ def test_stall_before_the_first_token_is_hedged(workdir, two):
             db.close()
             time.sleep(0.05)
         assert row is not None
-        assert row[0] > 0 and abs(row[0] - line["cost_usd"]) < 1e-9
+        assert row[0] > 0 and abs(row[0] - line["cost_usd"]) <= 1e-5 * row[0]  # the log line prints 6 significant digits
     finally:
         fig.stop()
 

@@ -57,16 +57,23 @@ def test_multipart_form_fields_reach_the_model(figment, fakellm):
     page = b.get("/notes/")
     token = page.csrf()
     boundary = "----figmentboundary"
-    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"_csrf\"\r\n\r\n{token}\r\n"
-            f"--{boundary}\r\nContent-Disposition: form-data; name=\"title\"\r\n\r\nShopping\r\n"
-            f"--{boundary}\r\nContent-Disposition: form-data; name=\"f\"; filename=\"a.csv\"\r\n"
-            f"Content-Type: text/csv\r\n\r\na,b\n1,2\n\r\n--{boundary}--\r\n")
+    fields = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"_csrf\"\r\n\r\n{token}\r\n"
+              f"--{boundary}\r\nContent-Disposition: form-data; name=\"title\"\r\n\r\nShopping\r\n")
     fakellm.clear()
-    r = b.request("POST", "/notes/new", body=body.encode(),
+    r = b.request("POST", "/notes/new", body=(fields + f"--{boundary}--\r\n").encode(),
                   headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
     assert r.status == 200, r.text
     text = [m for m in fakellm.requests()[0]["messages"] if m["role"] == "user"][-1]["content"]
-    assert '"title":"Shopping"' in text and '"filename":"a.csv"' in text and "_csrf" not in text
+    assert '"title":"Shopping"' in text and "_csrf" not in text
+    assert "uploads:" not in text  # notes takes no files: the prompt does not mention them
+    # a file sent to an app without uploads is refused before the model is asked
+    fakellm.clear()
+    body = (fields + f"--{boundary}\r\nContent-Disposition: form-data; name=\"f\"; filename=\"a.csv\"\r\n"
+            f"Content-Type: text/csv\r\n\r\na,b\n1,2\n\r\n--{boundary}--\r\n")
+    r = b.request("POST", "/notes/new", body=body.encode(),
+                  headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    assert r.status == 413 and "does not accept files" in r.text
+    assert fakellm.requests() == []
 
 
 def test_200_concurrent_interactions_complete_and_leave_nothing_open(figment, fakellm):
@@ -146,3 +153,9 @@ def test_sigterm_drains_in_flight_interactions_and_exits_cleanly(workdir, fakell
     fig.proc.wait(timeout=20 * SLOW)
     idle.close()
     fig.stop()  # checks exit code 0 and the sanitizer report
+
+
+def test_shipped_apps_pass_the_seed_checks():
+    # tests/apps/check_seeds.sh: seeds load, app.json keys known, example domains only, ...
+    p = subprocess.run(["bash", os.path.join(ROOT, "tests", "apps", "check_seeds.sh")], capture_output=True, text=True)
+    assert p.returncode == 0, p.stdout + p.stderr

@@ -90,6 +90,12 @@ static void json_bad(const char *text, const char *want_msg)
     assert_int_equal(app.n_models, 0);
     assert_null(app.routes);
     assert_int_equal(app.n_routes, 0);
+    assert_null(app.http_fetch.hosts);
+    assert_null(app.http_fetch.credentials);
+    assert_null(app.confirm);
+    assert_null(app.actions);
+    assert_null(app.prefetch_rank);
+    assert_null(app.prefetch_rank_re);
 }
 
 static void test_json_minimal_defaults(void **s)
@@ -185,11 +191,12 @@ static void test_json_unknown_keys(void **s)
              "prompts/mail/app.json: limits.deadlin_ms: unknown key (expected one of: max_tool_rounds, deadline_ms, "
              "max_state_bytes, max_body_bytes, sql_max_rows, sql_timeout_ms, max_output_tokens, history_items)");
     json_bad("{\"title\":\"a\",\"description\":\"b\",\"titel\":\"c\"}",
-             P ": titel: unknown key (expected one of: title, description, model, models, routing, tools, limits)");
+             P ": titel: unknown key (expected one of: title, description, model, models, routing, tools, limits, "
+               "confirm, confirm_ttl_s, uploads, actions, cache, prefetch)");
     json_bad("{\"title\":\"a\",\"description\":\"b\",\"tools\":{\"http\":{}}}",
-             P ": tools.http: unknown key (expected one of: sql, set_state)");
+             P ": tools.http: unknown key (expected one of: sql, set_state, http_fetch, run_code)");
     json_bad("{\"title\":\"a\",\"description\":\"b\",\"tools\":{\"sql\":{\"acess\":\"read\"}}}",
-             P ": tools.sql.acess: unknown key (expected one of: access)");
+             P ": tools.sql.acess: unknown key (expected one of: access, ddl)");
     json_bad("{\"title\":\"a\",\"description\":\"b\",\"tools\":{\"set_state\":{\"max\":1}}}",
              P ": tools.set_state.max: unknown key (expected no keys)");
     /* Control characters in a hostile key do not reach the message raw. */
@@ -413,6 +420,537 @@ static void test_json_models_routing_errors(void **s)
     json_bad("{" TD ",\"routing\":[{\"path\":\"^/a\",\"models\":[\"p/m\"]},{\"path\":\"^/b\",\"models\":[\"bad\"]}]}",
              P ": routing[1].models[0]: expected \"provider/model\"");
     json_bad("{" TD ",\"routing\":[{\"models\":[]}]}", P ": routing[0].models: expected an array of 1 to 8");
+}
+
+/* ---- tools.sql.ddl, http_fetch, run_code, confirm, uploads, actions, cache, prefetch ---- */
+
+/* Parses text into a heap app (released with app_free, so ASan sees every field freed). */
+static app_t *json_good(const char *text)
+{
+    app_t *app = calloc(1, sizeof(*app));
+    assert_non_null(app);
+    fig_err_t err = {0};
+    if (app_parse_json(app, P, text, &err) != 0)
+        fail_msg("rejected: %s\n  for %s", err.msg, text);
+    return app;
+}
+
+static void test_json_new_defaults(void **s)
+{
+    (void)s;
+    app_t *app = json_good("{" TD "}");
+    assert_int_equal(app->sql_ddl, 0);
+    assert_int_equal(app->http_fetch.enabled, 0);
+    assert_int_equal(app->http_fetch.n_hosts, 0);
+    assert_int_equal(app->http_fetch.allow_post, 0);
+    assert_int_equal(app->http_fetch.max_bytes, 1048576);
+    assert_int_equal(app->http_fetch.timeout_ms, 10000);
+    assert_int_equal(app->http_fetch.max_redirects, 3);
+    assert_int_equal(app->run_code.enabled, 0);
+    assert_int_equal(app->run_code.timeout_ms, 10000);
+    assert_int_equal(app->run_code.cpu_s, 10);
+    assert_int_equal(app->run_code.memory_mb, 1024);
+    assert_int_equal(app->run_code.max_file_bytes, 10485760);
+    assert_int_equal(app->run_code.max_processes, 32);
+    assert_int_equal(app->run_code.max_output_bytes, 65536);
+    assert_int_equal(app->run_code.max_out_bytes, 1048576);
+    assert_int_equal(app->n_confirm, 0);
+    assert_int_equal(app->confirm_ttl_s, 900);
+    assert_int_equal(app->max_upload_bytes, 0);
+    assert_int_equal(app->max_uploads, 20);
+    assert_int_equal(app->n_actions, 0);
+    assert_int_equal(app->cache_ttl_s, 0);
+    assert_int_equal(app->prefetch_links, 0);
+    assert_int_equal(app->prefetch_concurrency, 2);
+    assert_int_equal(app->n_prefetch_rank, 0);
+    assert_null(app_action_match(app, "POST", "/import/upload"));
+    assert_int_equal(app_prefetch_rank(app, "/anything"), 0);
+    app_free(app);
+
+    /* Present but empty objects enable the tool with the defaults. */
+    app = json_good("{" TD ",\"tools\":{\"run_code\":{},\"http_fetch\":{\"hosts\":[\"example.com\"]}},"
+                    "\"uploads\":{},\"cache\":{},\"prefetch\":{}}");
+    assert_int_equal(app->run_code.enabled, 1);
+    assert_int_equal(app->run_code.cpu_s, 10);
+    assert_int_equal(app->run_code.max_out_bytes, 1048576);
+    assert_int_equal(app->http_fetch.enabled, 1);
+    assert_int_equal(app->http_fetch.n_hosts, 1);
+    assert_int_equal(app->http_fetch.allow_post, 0);
+    assert_int_equal(app->http_fetch.max_redirects, 3);
+    assert_int_equal(app->max_upload_bytes, 0);
+    assert_int_equal(app->max_uploads, 20);
+    assert_int_equal(app->prefetch_concurrency, 2);
+    app_free(app);
+}
+
+static const char full_json[] =
+    "{" TD ",\n"
+    " \"tools\": {\"sql\": {\"access\": \"write\", \"ddl\": true},\n"
+    "   \"http_fetch\": {\"hosts\": [\"api.example.com\", \"*.cdn.example.org\", \"127.0.0.1\"],\n"
+    "     \"private_hosts\": [\"127.0.0.1\"], \"methods\": [\"GET\", \"POST\"], \"max_bytes\": 2048,\n"
+    "     \"timeout_ms\": 500, \"max_redirects\": 0,\n"
+    "     \"credentials\": [{\"host\": \"api.example.com\", \"header\": \"Authorization\", \"env\": \"EX_TOKEN\",\n"
+    "                       \"prefix\": \"Bearer \"},\n"
+    "                      {\"host\": \"img.cdn.example.org\", \"header\": \"X-Api-Key\", \"env\": \"_K2\"}]},\n"
+    "   \"run_code\": {\"timeout_ms\": 100, \"cpu_s\": 600, \"memory_mb\": 64, \"max_file_bytes\": 1024,\n"
+    "     \"max_processes\": 1024, \"max_output_bytes\": 16777216, \"max_out_bytes\": 0}},\n"
+    " \"confirm\": [{\"tool\": \"sql\", \"operation\": \"DELETE\"},\n"
+    "   {\"tool\": \"sql\", \"operation\": \"UPDATE\", \"tables\": [\"messages\", \"contacts\"]},\n"
+    "   {\"tool\": \"sql\"}, {\"tool\": \"sql\", \"operation\": \"DDL\"},\n"
+    "   {\"tool\": \"http_fetch\", \"method\": \"POST\"}, {\"tool\": \"http_fetch\"}],\n"
+    " \"confirm_ttl_s\": 30,\n"
+    " \"uploads\": {\"max_bytes\": 5000000, \"max_files\": 3},\n"
+    " \"actions\": [{\"method\": \"POST\", \"path\": \"^/import/upload$\", \"attempts\": 3,\n"
+    "                \"verify\": {\"sql\": \"SELECT count(*) > 0\\nFROM messages\"}},\n"
+    "              {\"path\": \"^/report\", \"attempts\": 8, \"verify\": {\"python\": \"import sys\\nsys.exit(0)\"}},\n"
+    "              {\"attempts\": 2, \"verify\": {\"sql\": \"SELECT 1\"}}],\n"
+    " \"cache\": {\"ttl_s\": 86400},\n"
+    " \"prefetch\": {\"links\": 8, \"concurrency\": 8, \"rank\": [\"^/mail/message/\", \"^/mail/folder/(inbox|sent)$\"]}\n"
+    "}";
+
+static void test_json_new_full(void **s)
+{
+    (void)s;
+    app_t *app = json_good(full_json);
+    assert_int_equal(app->sql, APP_SQL_WRITE);
+    assert_int_equal(app->sql_ddl, 1);
+
+    const app_http_fetch_t *h = &app->http_fetch;
+    assert_int_equal(h->enabled, 1);
+    assert_int_equal(h->n_hosts, 3);
+    assert_string_equal(h->hosts[0], "api.example.com");
+    assert_string_equal(h->hosts[1], "*.cdn.example.org");
+    assert_int_equal(h->n_private_hosts, 1);
+    assert_string_equal(h->private_hosts[0], "127.0.0.1");
+    assert_int_equal(h->allow_post, 1);
+    assert_int_equal(h->max_bytes, 2048);
+    assert_int_equal(h->timeout_ms, 500);
+    assert_int_equal(h->max_redirects, 0);
+    assert_int_equal(h->n_credentials, 2);
+    assert_string_equal(h->credentials[0].host, "api.example.com");
+    assert_string_equal(h->credentials[0].header, "Authorization");
+    assert_string_equal(h->credentials[0].env, "EX_TOKEN");
+    assert_string_equal(h->credentials[0].prefix, "Bearer ");
+    assert_string_equal(h->credentials[1].host, "img.cdn.example.org");
+    assert_null(h->credentials[1].prefix);
+
+    const app_run_code_t *rc = &app->run_code;
+    assert_int_equal(rc->enabled, 1);
+    assert_int_equal(rc->timeout_ms, 100);
+    assert_int_equal(rc->cpu_s, 600);
+    assert_int_equal(rc->memory_mb, 64);
+    assert_int_equal(rc->max_file_bytes, 1024);
+    assert_int_equal(rc->max_processes, 1024);
+    assert_int_equal(rc->max_output_bytes, 16777216);
+    assert_int_equal(rc->max_out_bytes, 0);
+
+    assert_int_equal(app->n_confirm, 6);
+    assert_string_equal(app->confirm[0].tool, "sql");
+    assert_string_equal(app->confirm[0].operation, "DELETE");
+    assert_null(app->confirm[0].tables);
+    assert_string_equal(app->confirm[1].operation, "UPDATE");
+    assert_int_equal(app->confirm[1].n_tables, 2);
+    assert_string_equal(app->confirm[1].tables[1], "contacts");
+    assert_null(app->confirm[2].operation);
+    assert_string_equal(app->confirm[3].operation, "DDL");
+    assert_string_equal(app->confirm[4].tool, "http_fetch");
+    assert_string_equal(app->confirm[4].method, "POST");
+    assert_null(app->confirm[4].operation);
+    assert_null(app->confirm[5].method);
+    assert_int_equal(app->confirm_ttl_s, 30);
+
+    assert_int_equal(app->max_upload_bytes, 5000000);
+    assert_int_equal(app->max_uploads, 3);
+
+    assert_int_equal(app->n_actions, 3);
+    assert_string_equal(app->actions[0].method, "POST");
+    assert_string_equal(app->actions[0].path, "^/import/upload$");
+    assert_int_equal(app->actions[0].attempts, 3);
+    assert_string_equal(app->actions[0].verify_sql, "SELECT count(*) > 0\nFROM messages");
+    assert_null(app->actions[0].verify_python);
+    assert_null(app->actions[1].method);
+    assert_int_equal(app->actions[1].attempts, 8);
+    assert_string_equal(app->actions[1].verify_python, "import sys\nsys.exit(0)");
+    assert_null(app->actions[1].verify_sql);
+    assert_null(app->actions[2].path_re);
+
+    assert_int_equal(app->cache_ttl_s, 86400);
+    assert_int_equal(app->prefetch_links, 8);
+    assert_int_equal(app->prefetch_concurrency, 8);
+    assert_int_equal(app->n_prefetch_rank, 2);
+    assert_string_equal(app->prefetch_rank[1], "^/mail/folder/(inbox|sent)$");
+
+    /* Re-parsing replaces every field (ASan: the old ones are freed); a failed parse
+     * keeps them. */
+    fig_err_t err = {0};
+    assert_int_equal(app_parse_json(app, P, "{" TD ",\"tools\":{\"run_code\":{\"x\":1}}}", &err), -1);
+    assert_int_equal(app->n_actions, 3);
+    assert_int_equal(app->http_fetch.n_hosts, 3);
+    assert_int_equal(app_parse_json(app, P, "{" TD "}", &err), 0);
+    assert_int_equal(app->sql_ddl, 0);
+    assert_int_equal(app->http_fetch.enabled, 0);
+    assert_null(app->http_fetch.hosts);
+    assert_int_equal(app->n_confirm, 0);
+    assert_int_equal(app->n_actions, 0);
+    assert_int_equal(app->n_prefetch_rank, 0);
+    assert_int_equal(app->confirm_ttl_s, 900);
+    assert_int_equal(app->prefetch_concurrency, 2);
+    assert_int_equal(app_parse_json(app, P, full_json, &err), 0);
+    app_free(app);
+}
+
+static void test_json_matching(void **s)
+{
+    (void)s;
+    app_t *app = json_good(full_json);
+    /* Actions: first match wins; method and path both must match; none = any. */
+    assert_ptr_equal(app_action_match(app, "POST", "/import/upload"), &app->actions[0]);
+    assert_ptr_equal(app_action_match(app, "GET", "/import/upload"), &app->actions[2]);
+    assert_ptr_equal(app_action_match(app, "POST", "/import/upload/x"), &app->actions[2]);
+    assert_ptr_equal(app_action_match(app, "GET", "/report/2024"), &app->actions[1]);
+    assert_ptr_equal(app_action_match(app, "POST", "/x/report"), &app->actions[2]);
+    assert_ptr_equal(app_action_match(app, NULL, NULL), &app->actions[2]);
+    /* Prefetch rank: index of the first matching regex, n when none. */
+    assert_int_equal(app_prefetch_rank(app, "/mail/message/42"), 0);
+    assert_int_equal(app_prefetch_rank(app, "/mail/folder/inbox"), 1);
+    assert_int_equal(app_prefetch_rank(app, "/mail/folder/sent"), 1);
+    assert_int_equal(app_prefetch_rank(app, "/mail/folder/spam"), 2);
+    assert_int_equal(app_prefetch_rank(app, "/x/mail/message/1"), 2);
+    assert_int_equal(app_prefetch_rank(app, NULL), 2);
+    app_free(app);
+
+    app = json_good("{" TD ",\"actions\":[{\"method\":\"POST\",\"attempts\":2,\"verify\":{\"sql\":\"SELECT 1\"}}]}");
+    assert_null(app_action_match(app, "GET", "/"));
+    assert_null(app_action_match(app, NULL, "/"));
+    assert_ptr_equal(app_action_match(app, "POST", "/"), &app->actions[0]);
+    app_free(app);
+}
+
+static void test_json_sql_ddl(void **s)
+{
+    (void)s;
+    app_t *app = json_good("{" TD ",\"tools\":{\"sql\":{\"access\":\"write\",\"ddl\":false}}}");
+    assert_int_equal(app->sql_ddl, 0);
+    app_free(app);
+    app = json_good("{" TD ",\"tools\":{\"sql\":{\"access\":\"read\",\"ddl\":false}}}");
+    assert_int_equal(app->sql, APP_SQL_READ);
+    app_free(app);
+    json_bad("{" TD ",\"tools\":{\"sql\":{\"access\":\"write\",\"ddl\":1}}}",
+             P ": tools.sql.ddl: expected true or false, got an integer");
+    json_bad("{" TD ",\"tools\":{\"sql\":{\"access\":\"write\",\"ddl\":\"true\"}}}",
+             P ": tools.sql.ddl: expected true or false, got a string");
+    json_bad("{" TD ",\"tools\":{\"sql\":{\"ddl\":true}}}", P ": tools.sql.ddl: true requires tools.sql.access \"write\"");
+    json_bad("{" TD ",\"tools\":{\"sql\":{\"access\":\"read\",\"ddl\":true}}}",
+             P ": tools.sql.ddl: true requires tools.sql.access \"write\"");
+}
+
+#define HF(x) "{" TD ",\"tools\":{\"http_fetch\":{" x "}}}"
+
+static void test_json_http_fetch_errors(void **s)
+{
+    (void)s;
+    json_bad("{" TD ",\"tools\":{\"http_fetch\":true}}", P ": tools.http_fetch: expected an object, got a boolean");
+    json_bad(HF("\"hosts\":[\"a.com\"],\"host\":1"),
+             P ": tools.http_fetch.host: unknown key (expected one of: hosts, private_hosts, methods, max_bytes, "
+               "timeout_ms, max_redirects, credentials)");
+    json_bad(HF(""), P ": tools.http_fetch.hosts: missing (expected an array of 1 to 64 lowercase host names");
+    json_bad(HF("\"hosts\":[]"), P ": tools.http_fetch.hosts: expected an array of 1 to 64 lowercase host names "
+                                   "such as \"example.com\" or \"*.example.com\", got 0");
+    json_bad(HF("\"hosts\":\"a.com\""), P ": tools.http_fetch.hosts: expected an array of 1 to 64 lowercase host "
+                                          "names such as \"example.com\" or \"*.example.com\", got a string");
+    json_bad(HF("\"hosts\":[\"a.com\",7]"), P ": tools.http_fetch.hosts[1]: expected lowercase host names such as "
+                                              "\"example.com\" or \"*.example.com\", got an integer");
+    static const char *const bad_hosts[] = {
+        "Example.com", "example.com.", ".example.com", "ex ample.com", "*", "*.com", "**.example.com",
+        "a.*.example.com", "-a.example.com", "a-.example.com", "a..b", "http://a.com", "a.com:443", "a.com/x",
+        "user@a.com", "[::1]", "\\u00e9.com", "",
+    };
+    for (size_t i = 0; i < sizeof(bad_hosts) / sizeof(bad_hosts[0]); i++) {
+        char text[256];
+        snprintf(text, sizeof(text), HF("\"hosts\":[\"ok.com\",\"%s\"]"), bad_hosts[i]);
+        json_bad(text, P ": tools.http_fetch.hosts[1]: expected lowercase host names such as \"example.com\" or "
+                         "\"*.example.com\", got \"");
+    }
+    /* a label of 64 characters, a name of 254 */
+    char text[700], label[70];
+    memset(label, 'a', 64);
+    label[64] = '\0';
+    snprintf(text, sizeof(text), HF("\"hosts\":[\"%s.com\"]"), label);
+    json_bad(text, P ": tools.http_fetch.hosts[0]: expected lowercase host names");
+    label[63] = '\0';
+    snprintf(text, sizeof(text), HF("\"hosts\":[\"%s.%s.%s.%s\"]"), label, label, label, label); /* 255 */
+    json_bad(text, P ": tools.http_fetch.hosts[0]: expected lowercase host names");
+    snprintf(text, sizeof(text), HF("\"hosts\":[\"%s.%s.%s.%.61s\"]"), label, label, label, label); /* 253 */
+    app_t *ok = json_good(text);
+    assert_int_equal(strlen(ok->http_fetch.hosts[0]), 253);
+    app_free(ok);
+    json_bad(HF("\"hosts\":[\"a.com\",\"a.com\"]"), P ": tools.http_fetch.hosts[1]: duplicate \"a.com\"");
+    json_bad(HF("\"hosts\":[\"a.com\"],\"private_hosts\":[\"localhost\"]"),
+             P ": tools.http_fetch.private_hosts[0]: \"localhost\" must also be listed in tools.http_fetch.hosts");
+    json_bad(HF("\"hosts\":[\"a.com\"],\"private_hosts\":\"a.com\""),
+             P ": tools.http_fetch.private_hosts: expected an array of 0 to 64");
+    json_bad(HF("\"hosts\":[\"a.com\"],\"methods\":[\"POST\"]"),
+             P ": tools.http_fetch.methods: expected [\"GET\"] or [\"GET\", \"POST\"] (GET is always allowed)");
+    json_bad(HF("\"hosts\":[\"a.com\"],\"methods\":[\"GET\",\"PUT\"]"),
+             P ": tools.http_fetch.methods[1]: expected \"GET\" or \"POST\", got \"PUT\"");
+    json_bad(HF("\"hosts\":[\"a.com\"],\"methods\":[\"GET\",\"GET\"]"), P ": tools.http_fetch.methods[1]: duplicate \"GET\"");
+    json_bad(HF("\"hosts\":[\"a.com\"],\"methods\":[]"), P ": tools.http_fetch.methods: expected an array of 1 to 2");
+    json_bad(HF("\"hosts\":[\"a.com\"],\"methods\":[\"get\"]"), P ": tools.http_fetch.methods[0]: expected \"GET\" or");
+    static const struct {
+        const char *key;
+        long long min, max;
+    } r[] = {{"max_bytes", 1024, 67108864}, {"timeout_ms", 100, 120000}, {"max_redirects", 0, 3}};
+    for (size_t i = 0; i < sizeof(r) / sizeof(r[0]); i++) {
+        char want[256];
+        long long bad[] = {r[i].min - 1, r[i].max + 1};
+        for (int k = 0; k < 2; k++) {
+            snprintf(text, sizeof(text), HF("\"hosts\":[\"a.com\"],\"%s\":%lld"), r[i].key, bad[k]);
+            snprintf(want, sizeof(want), P ": tools.http_fetch.%s: expected an integer from %lld to %lld, got %lld",
+                     r[i].key, r[i].min, r[i].max, bad[k]);
+            json_bad(text, want);
+        }
+        snprintf(text, sizeof(text), HF("\"hosts\":[\"a.com\"],\"%s\":true"), r[i].key);
+        json_bad(text, "got a boolean");
+    }
+    /* credentials */
+#define CRED(x) HF("\"hosts\":[\"api.a.com\",\"*.b.com\"],\"credentials\":[" x "]")
+    json_bad(CRED("5"), P ": tools.http_fetch.credentials[0]: expected an object, got an integer");
+    json_bad(HF("\"hosts\":[\"a.com\"],\"credentials\":{}"),
+             P ": tools.http_fetch.credentials: expected an array of objects, got an object");
+    json_bad(CRED("{\"host\":\"api.a.com\",\"header\":\"A\",\"env\":\"E\",\"value\":\"x\"}"),
+             P ": tools.http_fetch.credentials[0].value: unknown key (expected one of: host, header, env, prefix)");
+    json_bad(CRED("{\"header\":\"A\",\"env\":\"E\"}"),
+             P ": tools.http_fetch.credentials[0].host: missing (expected a lowercase host name");
+    json_bad(CRED("{\"host\":\"api.a.com\",\"env\":\"E\"}"),
+             P ": tools.http_fetch.credentials[0].header: missing (expected an HTTP header name");
+    json_bad(CRED("{\"host\":\"api.a.com\",\"header\":\"A\"}"),
+             P ": tools.http_fetch.credentials[0].env: missing (expected an environment variable name");
+    json_bad(CRED("{\"host\":\"*.b.com\",\"header\":\"A\",\"env\":\"E\"}"),
+             P ": tools.http_fetch.credentials[0].host: expected a lowercase host name such as \"api.example.com\", "
+               "got \"*.b.com\"");
+    json_bad(CRED("{\"host\":\"other.com\",\"header\":\"A\",\"env\":\"E\"}"),
+             P ": tools.http_fetch.credentials[0].host: \"other.com\" is not allowed by tools.http_fetch.hosts");
+    json_bad(CRED("{\"host\":\"b.com\",\"header\":\"A\",\"env\":\"E\"}"),
+             P ": tools.http_fetch.credentials[0].host: \"b.com\" is not allowed"); /* *.b.com is subdomains only */
+    static const char *const bad_headers[] = {"", "Auth orization", "X:Y", "X\\u0001", "\\u00e9", "(x)", "a/b"};
+    for (size_t i = 0; i < sizeof(bad_headers) / sizeof(bad_headers[0]); i++) {
+        snprintf(text, sizeof(text), CRED("{\"host\":\"api.a.com\",\"header\":\"%s\",\"env\":\"E\"}"), bad_headers[i]);
+        json_bad(text, P ": tools.http_fetch.credentials[0].header: expected an HTTP header name (a token of 1 to 64 "
+                         "characters), got");
+    }
+    json_bad(CRED("{\"host\":\"api.a.com\",\"header\":7,\"env\":\"E\"}"),
+             P ": tools.http_fetch.credentials[0].header: expected an HTTP header name (a token of 1 to 64 characters), "
+               "got an integer");
+    json_bad(CRED("{\"host\":\"api.a.com\",\"header\":\"Host\",\"env\":\"E\"}"),
+             P ": tools.http_fetch.credentials[0].header: \"Host\" is reserved");
+    json_bad(CRED("{\"host\":\"api.a.com\",\"header\":\"content-length\",\"env\":\"E\"}"),
+             P ": tools.http_fetch.credentials[0].header: \"content-length\" is reserved");
+    static const char *const bad_envs[] = {"", "1ABC", "A-B", "A B", "A=B", "$A", "\\u00c9"};
+    for (size_t i = 0; i < sizeof(bad_envs) / sizeof(bad_envs[0]); i++) {
+        snprintf(text, sizeof(text), CRED("{\"host\":\"api.a.com\",\"header\":\"A\",\"env\":\"%s\"}"), bad_envs[i]);
+        json_bad(text, P ": tools.http_fetch.credentials[0].env: expected an environment variable name "
+                         "([A-Za-z_][A-Za-z0-9_]{0,127}), got");
+    }
+    json_bad(CRED("{\"host\":\"api.a.com\",\"header\":\"A\",\"env\":\"E\",\"prefix\":\"\"}"),
+             P ": tools.http_fetch.credentials[0].prefix: expected a string of 1 to 200 characters, got 0");
+    json_bad(CRED("{\"host\":\"api.a.com\",\"header\":\"A\",\"env\":\"E\",\"prefix\":\"a\\r\\nX: y\"}"),
+             P ": tools.http_fetch.credentials[0].prefix: control characters are not allowed");
+    json_bad(CRED("{\"host\":\"api.a.com\",\"header\":\"A\",\"env\":\"E\",\"prefix\":1}"),
+             P ": tools.http_fetch.credentials[0].prefix: expected a string, got an integer");
+    json_bad(CRED("{\"host\":\"api.a.com\",\"header\":\"A\",\"env\":\"E\"},"
+                  "{\"host\":\"api.a.com\",\"header\":\"a\",\"env\":\"F\"}"),
+             P ": tools.http_fetch.credentials[1]: duplicate credential for host \"api.a.com\" and header \"a\"");
+    json_bad(CRED("{\"host\":\"api.a.com\",\"header\":\"A\",\"env\":\"E\"}, 1"),
+             P ": tools.http_fetch.credentials[1]: expected an object, got an integer");
+    app_t *app = json_good(CRED("{\"host\":\"x.b.com\",\"header\":\"A\",\"env\":\"E\"},"
+                                "{\"host\":\"api.a.com\",\"header\":\"A\",\"env\":\"E\"}"));
+    assert_int_equal(app->http_fetch.n_credentials, 2);
+    app_free(app);
+#undef CRED
+}
+
+static void test_json_run_code(void **s)
+{
+    (void)s;
+    static const struct {
+        const char *key;
+        long long min, max;
+    } r[] = {
+        {"timeout_ms", 100, 300000},           {"cpu_s", 1, 600},
+        {"memory_mb", 64, 16384},              {"max_file_bytes", 1024, 1073741824},
+        {"max_processes", 1, 1024},            {"max_output_bytes", 1024, 16777216},
+        {"max_out_bytes", 0, 268435456},
+    };
+    char text[256], want[256];
+    for (size_t i = 0; i < sizeof(r) / sizeof(r[0]); i++) {
+        long long bad[] = {r[i].min - 1, r[i].max + 1};
+        for (int k = 0; k < 2; k++) {
+            snprintf(text, sizeof(text), "{" TD ",\"tools\":{\"run_code\":{\"%s\":%lld}}}", r[i].key, bad[k]);
+            snprintf(want, sizeof(want), P ": tools.run_code.%s: expected an integer from %lld to %lld, got %lld",
+                     r[i].key, r[i].min, r[i].max, bad[k]);
+            json_bad(text, want);
+        }
+        snprintf(text, sizeof(text), "{" TD ",\"tools\":{\"run_code\":{\"%s\":\"1\"}}}", r[i].key);
+        snprintf(want, sizeof(want), P ": tools.run_code.%s: expected an integer from %lld to %lld, got a string",
+                 r[i].key, r[i].min, r[i].max);
+        json_bad(text, want);
+    }
+    json_bad("{" TD ",\"tools\":{\"run_code\":{\"network\":true}}}",
+             P ": tools.run_code.network: unknown key (expected one of: timeout_ms, cpu_s, memory_mb, max_file_bytes, "
+               "max_processes, max_output_bytes, max_out_bytes)");
+    json_bad("{" TD ",\"tools\":{\"run_code\":[]}}", P ": tools.run_code: expected an object, got an array");
+}
+
+static void test_json_confirm(void **s)
+{
+    (void)s;
+#define W "\"tools\":{\"sql\":{\"access\":\"write\"},\"http_fetch\":{\"hosts\":[\"a.com\"]}}"
+    json_bad("{" TD "," W ",\"confirm\":{}}", P ": confirm: expected an array of rules, got an object");
+    json_bad("{" TD "," W ",\"confirm\":[1]}", P ": confirm[0]: expected an object, got an integer");
+    json_bad("{" TD "," W ",\"confirm\":[{}]}", P ": confirm[0].tool: missing (expected \"sql\" or \"http_fetch\")");
+    json_bad("{" TD "," W ",\"confirm\":[{\"tool\":\"run_code\"}]}",
+             P ": confirm[0].tool: expected \"sql\" or \"http_fetch\", got \"run_code\"");
+    json_bad("{" TD "," W ",\"confirm\":[{\"tool\":1}]}", P ": confirm[0].tool: expected \"sql\" or \"http_fetch\", got an integer");
+    json_bad("{" TD "," W ",\"confirm\":[{\"tool\":\"sql\",\"method\":\"GET\"}]}",
+             P ": confirm[0].method: unknown key (expected one of: tool, operation, tables)");
+    json_bad("{" TD "," W ",\"confirm\":[{\"tool\":\"http_fetch\",\"operation\":\"DELETE\"}]}",
+             P ": confirm[0].operation: unknown key (expected one of: tool, method)");
+    json_bad("{" TD "," W ",\"confirm\":[{\"tool\":\"sql\",\"operation\":\"delete\"}]}",
+             P ": confirm[0].operation: expected \"INSERT\", \"UPDATE\", \"DELETE\" or \"DDL\", got \"delete\"");
+    json_bad("{" TD "," W ",\"confirm\":[{\"tool\":\"sql\",\"operation\":[\"DELETE\"]}]}",
+             P ": confirm[0].operation: expected \"INSERT\", \"UPDATE\", \"DELETE\" or \"DDL\", got an array");
+    json_bad("{" TD "," W ",\"confirm\":[{\"tool\":\"sql\",\"operation\":\"DDL\"}]}",
+             P ": confirm[0].operation: \"DDL\" requires tools.sql.ddl true");
+    json_bad("{" TD "," W ",\"confirm\":[{\"tool\":\"sql\",\"tables\":[]}]}",
+             P ": confirm[0].tables: expected an array of 1 to 32 lowercase table names ([a-z_][a-z0-9_]{0,63}), got 0");
+    json_bad("{" TD "," W ",\"confirm\":[{\"tool\":\"sql\",\"tables\":\"messages\"}]}",
+             P ": confirm[0].tables: expected an array of 1 to 32 lowercase table names");
+    json_bad("{" TD "," W ",\"confirm\":[{\"tool\":\"sql\",\"tables\":[\"Messages\"]}]}",
+             P ": confirm[0].tables[0]: expected lowercase table names ([a-z_][a-z0-9_]{0,63}), got \"Messages\"");
+    json_bad("{" TD "," W ",\"confirm\":[{\"tool\":\"sql\",\"tables\":[\"a b\"]}]}", P ": confirm[0].tables[0]: expected");
+    json_bad("{" TD "," W ",\"confirm\":[{\"tool\":\"sql\",\"tables\":[\"1x\"]}]}", P ": confirm[0].tables[0]: expected");
+    json_bad("{" TD "," W ",\"confirm\":[{\"tool\":\"sql\",\"tables\":[\"a\",\"a\"]}]}",
+             P ": confirm[0].tables[1]: duplicate \"a\"");
+    json_bad("{" TD "," W ",\"confirm\":[{\"tool\":\"http_fetch\",\"method\":\"PUT\"}]}",
+             P ": confirm[0].method: expected \"GET\" or \"POST\", got \"PUT\"");
+    json_bad("{" TD "," W ",\"confirm\":[{\"tool\":\"http_fetch\",\"method\":\"POST\"}]}",
+             P ": confirm[0].method: \"POST\" is not in tools.http_fetch.methods, so this rule can never apply");
+    json_bad("{" TD "," W ",\"confirm\":[{\"tool\":\"sql\"},{\"tool\":\"http_fetch\",\"x\":1}]}",
+             P ": confirm[1].x: unknown key (expected one of: tool, method)");
+    /* Rules for tools the app does not enable. */
+    json_bad("{" TD ",\"confirm\":[{\"tool\":\"sql\"}]}",
+             P ": confirm[0].tool: the app does not enable sql writes (tools.sql.access \"write\"), so this rule can "
+               "never apply");
+    json_bad("{" TD ",\"tools\":{\"sql\":{}},\"confirm\":[{\"tool\":\"sql\",\"operation\":\"DELETE\"}]}",
+             P ": confirm[0].tool: the app does not enable sql writes");
+    json_bad("{" TD ",\"tools\":{\"sql\":{\"access\":\"write\"}},\"confirm\":[{\"tool\":\"http_fetch\"}]}",
+             P ": confirm[0].tool: the app does not enable http_fetch (tools.http_fetch)");
+    fig_buf_t b = FIG_BUF_INIT;
+    fig_buf_append_str(&b, "{" TD "," W ",\"confirm\":[");
+    for (int i = 0; i < 33; i++)
+        fig_buf_appendf(&b, "%s{\"tool\":\"sql\"}", i ? "," : "");
+    fig_buf_append_str(&b, "]}");
+    json_bad(b.data, P ": confirm: at most 32 rules, got 33");
+    fig_buf_free(&b);
+    /* confirm_ttl_s */
+    json_bad("{" TD ",\"confirm_ttl_s\":29}", P ": confirm_ttl_s: expected an integer from 30 to 86400, got 29");
+    json_bad("{" TD ",\"confirm_ttl_s\":86401}", P ": confirm_ttl_s: expected an integer from 30 to 86400, got 86401");
+    json_bad("{" TD ",\"confirm_ttl_s\":\"900\"}", P ": confirm_ttl_s: expected an integer from 30 to 86400, got a string");
+    app_t *app = json_good("{" TD "," W ",\"confirm\":[],\"confirm_ttl_s\":86400}");
+    assert_int_equal(app->n_confirm, 0);
+    assert_int_equal(app->confirm_ttl_s, 86400);
+    app_free(app);
+#undef W
+}
+
+static void test_json_uploads_cache_prefetch(void **s)
+{
+    (void)s;
+    json_bad("{" TD ",\"uploads\":true}", P ": uploads: expected an object, got a boolean");
+    json_bad("{" TD ",\"uploads\":{\"max_size\":1}}", P ": uploads.max_size: unknown key (expected one of: max_bytes, max_files)");
+    json_bad("{" TD ",\"uploads\":{\"max_bytes\":-1}}", P ": uploads.max_bytes: expected an integer from 0 to 268435456, got -1");
+    json_bad("{" TD ",\"uploads\":{\"max_bytes\":268435457}}", P ": uploads.max_bytes: expected an integer from 0 to 268435456");
+    json_bad("{" TD ",\"uploads\":{\"max_files\":0}}", P ": uploads.max_files: expected an integer from 1 to 1000, got 0");
+    json_bad("{" TD ",\"uploads\":{\"max_files\":1001}}", P ": uploads.max_files: expected an integer from 1 to 1000, got 1001");
+    json_bad("{" TD ",\"cache\":[]}", P ": cache: expected an object, got an array");
+    json_bad("{" TD ",\"cache\":{\"ttl\":5}}", P ": cache.ttl: unknown key (expected one of: ttl_s)");
+    json_bad("{" TD ",\"cache\":{\"ttl_s\":-1}}", P ": cache.ttl_s: expected an integer from 0 to 86400, got -1");
+    json_bad("{" TD ",\"cache\":{\"ttl_s\":86401}}", P ": cache.ttl_s: expected an integer from 0 to 86400, got 86401");
+    json_bad("{" TD ",\"cache\":{\"ttl_s\":1.5}}", P ": cache.ttl_s: expected an integer from 0 to 86400, got a real number");
+    json_bad("{" TD ",\"prefetch\":1}", P ": prefetch: expected an object, got an integer");
+    json_bad("{" TD ",\"prefetch\":{\"link\":1}}", P ": prefetch.link: unknown key (expected one of: links, concurrency, rank)");
+    json_bad("{" TD ",\"prefetch\":{\"links\":9}}", P ": prefetch.links: expected an integer from 0 to 8, got 9");
+    json_bad("{" TD ",\"prefetch\":{\"links\":-1}}", P ": prefetch.links: expected an integer from 0 to 8, got -1");
+    json_bad("{" TD ",\"prefetch\":{\"concurrency\":0}}", P ": prefetch.concurrency: expected an integer from 1 to 8, got 0");
+    json_bad("{" TD ",\"prefetch\":{\"concurrency\":9}}", P ": prefetch.concurrency: expected an integer from 1 to 8, got 9");
+    json_bad("{" TD ",\"prefetch\":{\"rank\":\"^/\"}}", P ": prefetch.rank: expected an array of regular expressions, got a string");
+    json_bad("{" TD ",\"prefetch\":{\"rank\":[\"^/a\",5]}}", P ": prefetch.rank[1]: expected a regular expression string, got an integer");
+    json_bad("{" TD ",\"prefetch\":{\"rank\":[\"^/a\",\"(\"]}}", P ": prefetch.rank[1]: invalid regular expression: ");
+    json_bad("{" TD ",\"prefetch\":{\"rank\":[\"\"]}}", P ": prefetch.rank[0]: expected a regular expression of 1 to 500 characters");
+    fig_buf_t b = FIG_BUF_INIT;
+    fig_buf_append_str(&b, "{" TD ",\"prefetch\":{\"rank\":[");
+    for (int i = 0; i < 17; i++)
+        fig_buf_appendf(&b, "%s\"^/%d\"", i ? "," : "", i);
+    fig_buf_append_str(&b, "]}}");
+    json_bad(b.data, P ": prefetch.rank: expected an array of at most 16 regular expressions, got 17");
+    fig_buf_free(&b);
+    app_t *app = json_good("{" TD ",\"uploads\":{\"max_bytes\":268435456,\"max_files\":1000},\"cache\":{\"ttl_s\":0},"
+                           "\"prefetch\":{\"links\":0,\"concurrency\":1,\"rank\":[]}}");
+    assert_int_equal(app->max_upload_bytes, 268435456);
+    assert_int_equal(app->max_uploads, 1000);
+    assert_int_equal(app->cache_ttl_s, 0);
+    assert_int_equal(app->prefetch_concurrency, 1);
+    assert_int_equal(app->n_prefetch_rank, 0);
+    assert_int_equal(app_prefetch_rank(app, "/x"), 0);
+    app_free(app);
+}
+
+static void test_json_actions(void **s)
+{
+    (void)s;
+#define V "\"verify\":{\"sql\":\"SELECT 1\"}"
+    json_bad("{" TD ",\"actions\":{}}", P ": actions: expected an array of actions, got an object");
+    json_bad("{" TD ",\"actions\":[1]}", P ": actions[0]: expected an object, got an integer");
+    json_bad("{" TD ",\"actions\":[{\"attempts\":2," V ",\"models\":[\"p/m\"]}]}",
+             P ": actions[0].models: unknown key (expected one of: method, path, attempts, verify)");
+    json_bad("{" TD ",\"actions\":[{" V "}]}", P ": actions[0].attempts: missing (expected an integer from 2 to 8)");
+    json_bad("{" TD ",\"actions\":[{\"attempts\":1," V "}]}", P ": actions[0].attempts: expected an integer from 2 to 8, got 1");
+    json_bad("{" TD ",\"actions\":[{\"attempts\":9," V "}]}", P ": actions[0].attempts: expected an integer from 2 to 8, got 9");
+    json_bad("{" TD ",\"actions\":[{\"attempts\":\"3\"," V "}]}", P ": actions[0].attempts: expected an integer from 2 to 8, got a string");
+    json_bad("{" TD ",\"actions\":[{\"attempts\":2," V ",\"method\":\"PUT\"}]}",
+             P ": actions[0].method: expected \"GET\" or \"POST\", got \"PUT\"");
+    json_bad("{" TD ",\"actions\":[{\"attempts\":2," V ",\"path\":\"[\"}]}", P ": actions[0].path: invalid regular expression: ");
+    json_bad("{" TD ",\"actions\":[{\"attempts\":2," V ",\"path\":7}]}",
+             P ": actions[0].path: expected a regular expression string, got an integer");
+    json_bad("{" TD ",\"actions\":[{\"attempts\":2}]}",
+             P ": actions[0].verify: missing (expected {\"sql\": \"...\"} or {\"python\": \"...\"})");
+    json_bad("{" TD ",\"actions\":[{\"attempts\":2,\"verify\":\"SELECT 1\"}]}",
+             P ": actions[0].verify: expected an object, got a string");
+    json_bad("{" TD ",\"actions\":[{\"attempts\":2,\"verify\":{}}]}",
+             P ": actions[0].verify: expected exactly one of \"sql\" or \"python\"");
+    json_bad("{" TD ",\"tools\":{\"run_code\":{}},\"actions\":[{\"attempts\":2,\"verify\":{\"sql\":\"SELECT 1\",\"python\":\"x\"}}]}",
+             P ": actions[0].verify: expected exactly one of \"sql\" or \"python\"");
+    json_bad("{" TD ",\"actions\":[{\"attempts\":2,\"verify\":{\"shell\":\"true\"}}]}",
+             P ": actions[0].verify.shell: unknown key (expected one of: sql, python)");
+    json_bad("{" TD ",\"actions\":[{\"attempts\":2,\"verify\":{\"sql\":\"\"}}]}",
+             P ": actions[0].verify.sql: expected a string of 1 to 10000 characters, got 0");
+    json_bad("{" TD ",\"actions\":[{\"attempts\":2,\"verify\":{\"sql\":5}}]}",
+             P ": actions[0].verify.sql: expected a string, got an integer");
+    json_bad("{" TD ",\"actions\":[{\"attempts\":2,\"verify\":{\"sql\":\"SELECT \\u0007\"}}]}",
+             P ": actions[0].verify.sql: control characters are not allowed (except newline and tab)");
+    json_bad("{" TD ",\"actions\":[{\"attempts\":2,\"verify\":{\"python\":\"pass\"}}]}",
+             P ": actions[0].verify.python: requires tools.run_code (the verifier runs in its sandbox)");
+    json_bad("{" TD ",\"tools\":{\"run_code\":{}},\"actions\":[{\"attempts\":2,\"verify\":{\"python\":\"\"}}]}",
+             P ": actions[0].verify.python: expected a string of 1 to 65536 characters, got 0");
+    json_bad("{" TD ",\"actions\":[{\"attempts\":2," V "},{\"attempts\":2}]}", P ": actions[1].verify: missing");
+    fig_buf_t b = FIG_BUF_INIT;
+    fig_buf_append_str(&b, "{" TD ",\"actions\":[");
+    for (int i = 0; i < 33; i++)
+        fig_buf_appendf(&b, "%s{\"attempts\":2," V "}", i ? "," : "");
+    fig_buf_append_str(&b, "]}");
+    json_bad(b.data, P ": actions: at most 32 actions, got 33");
+    fig_buf_free(&b);
+#undef V
 }
 
 /* ---- app folders ---- */
@@ -722,6 +1260,40 @@ static void test_db_schema_order(void **s)
     sqlite3_close(db);
 }
 
+static void test_db_data_version(void **s)
+{
+    (void)s;
+    /* The seed's user_version is where data_version starts. */
+    make_app("p9", "ver", GOOD_JSON, "prompt", "CREATE TABLE t(x);\nPRAGMA user_version = 41;\n");
+    char *prompts = path_in("p9"), *var = path_in("var9");
+    fig_err_t err = {0};
+    app_t *app = app_load(prompts, "ver", var, &err);
+    assert_non_null(app);
+    assert_int_equal(app->data_version, 0);
+    if (app_db_prepare(app, &err) != 0)
+        fail_msg("%s", err.msg);
+    assert_int_equal(app->data_version, 41);
+    /* After writes bumped it (as the sql tool does), a restart continues from there. */
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(app->db_path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "PRAGMA user_version = 1234567", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    app_free(app);
+    app = app_load(prompts, "ver", var, &err);
+    assert_int_equal(app_db_prepare(app, &err), 0);
+    assert_int_equal(app->data_version, 1234567);
+    app_free(app);
+    /* A fresh database without a version starts at 0. */
+    make_app("p9", "nover", GOOD_JSON, "prompt", NULL);
+    app = app_load(prompts, "nover", var, &err);
+    app->data_version = 99;
+    assert_int_equal(app_db_prepare(app, &err), 0);
+    assert_int_equal(app->data_version, 0);
+    app_free(app);
+    free(prompts);
+    free(var);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -733,6 +1305,11 @@ int main(void)
         cmocka_unit_test(test_app_names),             cmocka_unit_test(test_apps_load_all),
         cmocka_unit_test(test_db_prepare_seeds_once), cmocka_unit_test(test_db_prepare_no_seed),
         cmocka_unit_test(test_db_prepare_bad_seed),   cmocka_unit_test(test_db_schema_order),
+        cmocka_unit_test(test_json_new_defaults),     cmocka_unit_test(test_json_new_full),
+        cmocka_unit_test(test_json_matching),         cmocka_unit_test(test_json_sql_ddl),
+        cmocka_unit_test(test_json_http_fetch_errors), cmocka_unit_test(test_json_run_code),
+        cmocka_unit_test(test_json_confirm),          cmocka_unit_test(test_json_uploads_cache_prefetch),
+        cmocka_unit_test(test_json_actions),          cmocka_unit_test(test_db_data_version),
     };
     return cmocka_run_group_tests(tests, setup_dir, teardown_dir);
 }

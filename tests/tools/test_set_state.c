@@ -160,7 +160,7 @@ static void test_run(void **st)
     free(r);
     json_decref(args);
 
-    assert_int_equal(tool_set_state.runs_in_worker, 0);
+    assert_int_equal(tool_set_state.kind, TOOL_ON_LOOP);
     assert_string_equal(tool_set_state.name, "set_state");
     json_decref(state);
 }

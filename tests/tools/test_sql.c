@@ -371,10 +371,357 @@ static void test_write_app(void **state)
     expect_error(fx, "UPDATE msg SET unread = 5; DROP TABLE msg", "only one SQL statement per call");
     assert_int_equal(probe(fx->path, "SELECT count(*) FROM sqlite_master"), 5);
     assert_int_equal(probe(fx->path, "SELECT count(*) FROM sqlite_sequence"), 1);
-    assert_int_equal(probe(fx->path, "PRAGMA user_version"), 0);
+    /* the four writes above committed, each bumping the version; the refusals did not */
+    assert_int_equal(probe(fx->path, "PRAGMA user_version"), 4);
+    assert_int_equal(fx->app.data_version, 4);
     assert_int_equal(probe(fx->path, "SELECT max(unread) FROM msg"), 1);
     assert_false(file_exists(fx->dir, "other.db"));
     assert_false(file_exists(fx->dir, "copy.db"));
+    fx_free(fx);
+}
+
+/* ---- writes: transactions, user_version, DDL, confirmation, write log ---- */
+
+static const char *probe_text(const char *path, const char *q, char *buf, size_t cap)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, q, -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    snprintf(buf, cap, "%s", (const char *)sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return buf;
+}
+
+/* Runs q through tool_sql.run as the agent would; returns the text (caller frees). */
+static char *run_tool(fx_t *fx, const char *q, int confirmed, fig_buf_t *log, int *status)
+{
+    tool_ctx_t ctx = {.app = &fx->app, .app_db = fx->db, .confirmed = confirmed, .write_log = log};
+    json_t *args = json_pack("{s:s}", "query", q);
+    *status = -1;
+    char *r = tool_sql.run(&ctx, args, status);
+    json_decref(args);
+    assert_non_null(r);
+    return r;
+}
+
+static void expect_tool(fx_t *fx, const char *q, int confirmed, fig_buf_t *log, int want_status, const char *want)
+{
+    int status;
+    char *r = run_tool(fx, q, confirmed, log, &status);
+    if (status != want_status || strcmp(r, want) != 0)
+        fail_msg("%s\n  got (%d): %s\n  want (%d): %s", q, status, r, want_status, want);
+    free(r);
+}
+
+static void test_write_transaction_version(void **state)
+{
+    fx_t *fx = fx_new(APP_SQL_WRITE);
+    char buf[64];
+    assert_string_equal(probe_text(fx->path, "PRAGMA journal_mode", buf, sizeof(buf)), "wal");
+    int v = -1;
+    assert_int_equal(sqlite3_db_config(fx->db, SQLITE_DBCONFIG_ENABLE_LOAD_EXTENSION, -1, &v), SQLITE_OK);
+    assert_int_equal(v, 0);
+    assert_int_equal(probe(fx->path, "PRAGMA user_version"), 0);
+    assert_int_equal(fx->app.data_version, 0);
+
+    expect_output(fx, "INSERT INTO log(what) VALUES('a'), ('b')", "(2 rows changed)");
+    assert_int_equal(probe(fx->path, "PRAGMA user_version"), 1);
+    assert_int_equal(fx->app.data_version, 1);
+    expect_output(fx, "UPDATE msg SET unread = 0 WHERE unread = 1", "(2 rows changed)");
+    assert_int_equal(probe(fx->path, "PRAGMA user_version"), 2);
+    assert_int_equal(fx->app.data_version, 2);
+    expect_output(fx, "DELETE FROM log WHERE what = 'a'", "(1 rows changed)");
+    assert_int_equal(probe(fx->path, "PRAGMA user_version"), 3);
+    assert_int_equal(fx->app.data_version, 3);
+    /* a write that matches nothing still commits (and bumps: cheap, and always right) */
+    expect_output(fx, "DELETE FROM log WHERE id = 999", "(0 rows changed)");
+    assert_int_equal(fx->app.data_version, 4);
+    /* reads do not bump */
+    expect_output(fx, "SELECT count(*) AS n FROM log", "n\n1\n(1 rows)");
+    assert_int_equal(probe(fx->path, "PRAGMA user_version"), 4);
+    assert_int_equal(fx->app.data_version, 4);
+    /* RETURNING: the table like a query, then the count */
+    expect_output(fx, "INSERT INTO log(what) VALUES('c') RETURNING id, what", "id | what\n3 | c\n(1 rows)\n(1 rows changed)");
+    assert_int_equal(fx->app.data_version, 5);
+    assert_int_equal(sqlite3_get_autocommit(fx->db), 1);
+
+    /* data_version only grows: a worker storing an older version late changes nothing */
+    fx->app.data_version = 100;
+    expect_output(fx, "UPDATE log SET what = 'd' WHERE id = 3", "(1 rows changed)");
+    assert_int_equal(probe(fx->path, "PRAGMA user_version"), 6);
+    assert_int_equal(fx->app.data_version, 100);
+
+    /* another connection sees every committed write */
+    assert_int_equal(probe(fx->path, "SELECT count(*) FROM log"), 2);
+    assert_int_equal(probe(fx->path, "SELECT sum(unread) FROM msg"), 0);
+    fx_free(fx);
+}
+
+static void test_write_rollback(void **state)
+{
+    fx_t *fx = fx_new(APP_SQL_WRITE);
+    expect_output(fx, "UPDATE msg SET unread = 5 WHERE id = 1", "(1 rows changed)");
+    assert_int_equal(fx->app.data_version, 1);
+    /* constraint errors part-way through a multi-row statement */
+    expect_error(fx, "INSERT INTO msg(id, subject) VALUES(10, 'new'), (1, 'dup')", "UNIQUE constraint failed: msg.id");
+    expect_error(fx, "UPDATE msg SET id = id + 1", "UNIQUE constraint failed: msg.id");
+    /* a runtime error after rows were already deleted */
+    expect_error(fx, "DELETE FROM big WHERE n < 10 OR abs(CASE WHEN n = 20 THEN -9223372036854775807 - 1 ELSE 1 END) < 0",
+                 "integer overflow");
+    expect_error(fx, "INSERT INTO nope VALUES(1)", "no such table: nope");
+    assert_int_equal(probe(fx->path, "SELECT count(*) FROM msg"), 3);
+    assert_int_equal(probe(fx->path, "SELECT count(*) FROM big"), 500);
+    assert_int_equal(probe(fx->path, "SELECT count(*) FROM msg WHERE id = 10"), 0);
+    assert_int_equal(probe(fx->path, "SELECT unread FROM msg WHERE id = 1"), 5);
+    assert_int_equal(probe(fx->path, "PRAGMA user_version"), 1);
+    assert_int_equal(fx->app.data_version, 1);
+    assert_int_equal(sqlite3_get_autocommit(fx->db), 1);
+
+    /* the time cap stops a slow write, which then changes nothing */
+    fx->app.limits.sql_timeout_ms = 100;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    expect_error(fx, "INSERT INTO big SELECT x FROM (WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c) "
+                     "SELECT x FROM c)",
+                 "query took longer than 100 ms and was stopped");
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double elapsed = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    assert_true(elapsed >= 0.09 && elapsed < 2.0);
+    assert_int_equal(probe(fx->path, "SELECT count(*) FROM big"), 500);
+    assert_int_equal(probe(fx->path, "PRAGMA user_version"), 1);
+    assert_int_equal(fx->app.data_version, 1);
+    assert_int_equal(sqlite3_get_autocommit(fx->db), 1);
+    /* and the connection goes on */
+    expect_output(fx, "DELETE FROM big WHERE n > 490", "(10 rows changed)");
+    assert_int_equal(fx->app.data_version, 2);
+    fx_free(fx);
+}
+
+/* Every way the model might reach past INSERT/UPDATE/DELETE (and DDL when allowed). */
+static void expect_refused(fx_t *fx, const char *q)
+{
+    char msg[512] = "";
+    char *got = run(fx, q, msg);
+    if (got != NULL)
+        fail_msg("not refused: %s -> %s", q, got);
+    if (strncmp(msg, "not authorized", 14) != 0 && strstr(msg, "may not be modified") == NULL &&
+        strstr(msg, "may not be indexed") == NULL && strstr(msg, "no such function") == NULL)
+        fail_msg("%s: unexpected message %s", q, msg);
+}
+
+static void test_write_denials(void **state)
+{
+    for (int ddl = 0; ddl <= 1; ddl++) {
+        fx_t *fx = fx_new(APP_SQL_WRITE);
+        fx->app.sql_ddl = ddl;
+        expect_output(fx, "INSERT INTO log(what) VALUES('first')", "(1 rows changed)"); /* a sqlite_sequence row */
+        char attach[256];
+        snprintf(attach, sizeof(attach), "ATTACH '%s/other.db' AS other", fx->dir);
+        const char *refused[] = {
+            attach, "DETACH main", "BEGIN", "BEGIN IMMEDIATE", "COMMIT", "ROLLBACK", "END", "SAVEPOINT s",
+            "RELEASE s", "ROLLBACK TO s", "PRAGMA writable_schema=1", "PRAGMA writable_schema", "PRAGMA user_version=5",
+            "PRAGMA main.user_version = 5", "PRAGMA user_version", "PRAGMA schema_version=1", "PRAGMA foreign_keys=OFF",
+            "PRAGMA journal_mode=DELETE", "PRAGMA trusted_schema=1", "PRAGMA query_only=0",
+            "SELECT load_extension('/tmp/nope')", "VACUUM", "ANALYZE", "REINDEX", "DELETE FROM sqlite_sequence",
+            "INSERT INTO sqlite_sequence VALUES('x', 5)", "UPDATE sqlite_master SET sql = ''",
+            "DELETE FROM sqlite_master", "CREATE TEMP TABLE x(a)", "CREATE TEMP VIEW v AS SELECT 1",
+            "CREATE TEMP TRIGGER t AFTER INSERT ON log BEGIN DELETE FROM msg; END",
+            "CREATE VIRTUAL TABLE f USING fts5(a)", "CREATE INDEX i ON sqlite_sequence(name)",
+        };
+        for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++)
+            expect_refused(fx, refused[i]);
+        if (!ddl) {
+            const char *ddl_stmts[] = {
+                "CREATE TABLE x(a)", "DROP TABLE msg", "ALTER TABLE msg ADD COLUMN z", "ALTER TABLE msg RENAME TO m",
+                "CREATE INDEX i ON big(n)", "DROP INDEX msg_subject", "CREATE VIEW v AS SELECT 1",
+                "CREATE TRIGGER t AFTER INSERT ON log BEGIN DELETE FROM msg; END",
+            };
+            for (size_t i = 0; i < sizeof(ddl_stmts) / sizeof(ddl_stmts[0]); i++)
+                expect_refused(fx, ddl_stmts[i]);
+        }
+        assert_int_equal(probe(fx->path, "PRAGMA user_version"), 1);
+        assert_int_equal(fx->app.data_version, 1);
+        assert_int_equal(probe(fx->path, "SELECT count(*) FROM sqlite_master"), 5);
+        assert_int_equal(probe(fx->path, "SELECT seq FROM sqlite_sequence WHERE name = 'log'"), 1);
+        assert_int_equal(sqlite3_get_autocommit(fx->db), 1);
+        /* the connection is intact: a normal write still works */
+        expect_output(fx, "INSERT INTO log(what) VALUES('ok')", "(1 rows changed)");
+        assert_int_equal(fx->app.data_version, 2);
+        fx_free(fx);
+    }
+    /* a read-only app never writes, whatever its other flags */
+    fx_t *fx = fx_new(APP_SQL_READ);
+    fx->app.sql_ddl = 1;
+    expect_refused(fx, "INSERT INTO log(what) VALUES('x')");
+    expect_refused(fx, "CREATE TABLE x(a)");
+    expect_refused(fx, "PRAGMA user_version=5");
+    assert_int_equal(probe(fx->path, "SELECT count(*) FROM log"), 0);
+    assert_int_equal(fx->app.data_version, 0);
+    fx_free(fx);
+}
+
+static void test_ddl(void **state)
+{
+    fx_t *fx = fx_new(APP_SQL_WRITE);
+    fx->app.sql_ddl = 1;
+    const char *stmts[] = {
+        "CREATE TABLE notes(id INTEGER PRIMARY KEY, body TEXT)",
+        "CREATE INDEX notes_body ON notes(body)",
+        "ALTER TABLE notes ADD COLUMN tag TEXT",
+        "ALTER TABLE notes RENAME COLUMN tag TO label",
+        "CREATE VIEW unread_msg AS SELECT id FROM msg WHERE unread",
+        "CREATE TRIGGER log_note AFTER INSERT ON notes BEGIN INSERT INTO log(what) VALUES(new.body); END",
+        "ALTER TABLE notes RENAME TO notes2",
+        "DROP TRIGGER log_note",
+        "DROP VIEW unread_msg",
+        "DROP INDEX notes_body",
+        "DROP TABLE notes2",
+        "DROP TABLE log", /* AUTOINCREMENT: its sqlite_sequence row goes too */
+        "CREATE TABLE IF NOT EXISTS big(n INTEGER)",
+    };
+    for (size_t i = 0; i < sizeof(stmts) / sizeof(stmts[0]); i++) {
+        expect_output(fx, stmts[i], "ok (schema changed)");
+        assert_int_equal(fx->app.data_version, (long long)i + 1);
+        assert_int_equal(probe(fx->path, "PRAGMA user_version"), (long long)i + 1);
+    }
+    assert_int_equal(probe(fx->path, "SELECT count(*) FROM sqlite_master WHERE name IN ('notes', 'notes2', 'log')"), 0);
+    assert_int_equal(probe(fx->path, "SELECT count(*) FROM sqlite_sequence"), 0);
+    /* a trigger created by the model fires under the same policy */
+    expect_output(fx, "CREATE TABLE a(x)", "ok (schema changed)");
+    expect_output(fx, "CREATE TRIGGER a_ins AFTER INSERT ON a BEGIN UPDATE msg SET unread = 0; END", "ok (schema changed)");
+    expect_output(fx, "INSERT INTO a VALUES(1)", "(1 rows changed)");
+    assert_int_equal(probe(fx->path, "SELECT sum(unread) FROM msg"), 0);
+    /* failed DDL changes nothing */
+    long long v = (long long)fx->app.data_version;
+    expect_error(fx, "CREATE TABLE msg(x)", "table msg already exists");
+    expect_error(fx, "DROP TABLE nope", "no such table: nope");
+    assert_int_equal(fx->app.data_version, v);
+    assert_int_equal(probe(fx->path, "PRAGMA user_version"), v);
+    fx_free(fx);
+}
+
+static void test_confirm(void **state)
+{
+    fx_t *fx = fx_new(APP_SQL_WRITE);
+    char *log_tables[] = {"log"};
+    app_confirm_rule_t rules[] = {
+        {.tool = "http_fetch", .method = "POST"}, /* other tools' rules never match sql */
+        {.tool = "sql", .operation = "DELETE"},
+        {.tool = "sql", .operation = "UPDATE", .tables = log_tables, .n_tables = 1},
+    };
+    fx->app.confirm = rules;
+    fx->app.n_confirm = 3;
+    fig_buf_t log = FIG_BUF_INIT;
+
+    /* a matching DELETE: nothing changes; the text says exactly what would run */
+    expect_tool(fx, "DELETE FROM msg WHERE unread = 1 ; \n", 0, &log, TOOL_NEEDS_CONFIRM,
+                "DELETE FROM msg WHERE unread = 1\n\nThis deletes 2 rows from msg.");
+    expect_tool(fx, "DELETE FROM msg WHERE id = 2", 0, &log, TOOL_NEEDS_CONFIRM,
+                "DELETE FROM msg WHERE id = 2\n\nThis deletes 1 row from msg.");
+    expect_tool(fx, "DELETE FROM msg WHERE id = 99", 0, &log, TOOL_NEEDS_CONFIRM,
+                "DELETE FROM msg WHERE id = 99\n\nThis deletes 0 rows from msg.");
+    /* without WHERE (SQLite's truncate shortcut) the rows are still counted */
+    expect_tool(fx, "DELETE FROM big", 0, &log, TOOL_NEEDS_CONFIRM, "DELETE FROM big\n\nThis deletes 500 rows from big.");
+    assert_int_equal(probe(fx->path, "SELECT count(*) FROM msg"), 3);
+    assert_int_equal(probe(fx->path, "SELECT count(*) FROM big"), 500);
+    assert_int_equal(probe(fx->path, "PRAGMA user_version"), 0);
+    assert_int_equal(fx->app.data_version, 0);
+    assert_int_equal(log.len, 0);
+    assert_int_equal(sqlite3_get_autocommit(fx->db), 1);
+    /* a statement that fails in the dry run is an error, not a question */
+    int status;
+    char *r = run_tool(fx, "DELETE FROM big WHERE abs(-9223372036854775807 - n) > 0", 0, &log, &status);
+    assert_int_equal(status, TOOL_ERROR);
+    assert_string_equal(r, "error: integer overflow");
+    free(r);
+    assert_int_equal(probe(fx->path, "SELECT count(*) FROM big"), 500);
+
+    /* confirmed: it runs */
+    expect_tool(fx, "DELETE FROM msg WHERE unread = 1 ; \n", 1, &log, TOOL_OK, "(2 rows changed)");
+    assert_int_equal(probe(fx->path, "SELECT count(*) FROM msg"), 1);
+    assert_int_equal(fx->app.data_version, 1);
+
+    /* the UPDATE rule names only log: msg updates run directly, log updates ask */
+    expect_tool(fx, "UPDATE msg SET unread = 1", 0, &log, TOOL_OK, "(1 rows changed)");
+    expect_tool(fx, "INSERT INTO log(what) VALUES('a'), ('b'), ('c')", 0, &log, TOOL_OK, "(3 rows changed)");
+    expect_tool(fx, "UPDATE log SET what = 'z' WHERE what <> 'a'", 0, &log, TOOL_NEEDS_CONFIRM,
+                "UPDATE log SET what = 'z' WHERE what <> 'a'\n\nThis updates 2 rows in log.");
+    expect_tool(fx, "UPDATE LOG SET what = 'z'", 0, &log, TOOL_NEEDS_CONFIRM,
+                "UPDATE LOG SET what = 'z'\n\nThis updates 3 rows in log."); /* names match case-insensitively */
+    assert_int_equal(probe(fx->path, "SELECT count(*) FROM log WHERE what = 'z'"), 0);
+    assert_int_equal(fx->app.data_version, 3);
+    /* reads never ask */
+    expect_tool(fx, "SELECT count(*) AS n FROM log", 0, &log, TOOL_OK, "n\n3\n(1 rows)");
+    /* RETURNING in a dry run returns nothing but the question */
+    expect_tool(fx, "DELETE FROM log WHERE what = 'a' RETURNING id", 0, &log, TOOL_NEEDS_CONFIRM,
+                "DELETE FROM log WHERE what = 'a' RETURNING id\n\nThis deletes 1 row from log.");
+    expect_tool(fx, "DELETE FROM log WHERE what = 'a' RETURNING id", 1, &log, TOOL_OK, "id\n1\n(1 rows)\n(1 rows changed)");
+
+    /* the write log holds each committed write, '\0'-terminated, nothing else */
+    static const char want_log[] = "DELETE FROM msg WHERE unread = 1\0UPDATE msg SET unread = 1\0"
+                                   "INSERT INTO log(what) VALUES('a'), ('b'), ('c')\0"
+                                   "DELETE FROM log WHERE what = 'a' RETURNING id";
+    assert_int_equal(log.len, sizeof(want_log));
+    assert_memory_equal(log.data, want_log, sizeof(want_log));
+
+    /* tool_sql_exec is the caller-decided path: it never asks */
+    expect_output(fx, "DELETE FROM log", "(2 rows changed)");
+    assert_int_equal(log.len, sizeof(want_log));
+    fig_buf_free(&log);
+
+    /* one rule for any write: every write asks, reads do not */
+    app_confirm_rule_t any[] = {{.tool = "sql"}};
+    fx->app.confirm = any;
+    fx->app.n_confirm = 1;
+    expect_tool(fx, "INSERT INTO log(what) VALUES('x')", 0, NULL, TOOL_NEEDS_CONFIRM,
+                "INSERT INTO log(what) VALUES('x')\n\nThis inserts 1 row into log.");
+    expect_tool(fx, "SELECT 1 AS one", 0, NULL, TOOL_OK, "one\n1\n(1 rows)");
+    /* refused statements are refused, not asked about */
+    r = run_tool(fx, "DROP TABLE log", 0, NULL, &status);
+    assert_int_equal(status, TOOL_ERROR);
+    assert_string_equal(r, "error: not authorized");
+    free(r);
+    assert_int_equal(probe(fx->path, "SELECT count(*) FROM log"), 0);
+    fx->app.confirm = NULL;
+    fx->app.n_confirm = 0;
+    fx_free(fx);
+}
+
+static void test_confirm_ddl_and_triggers(void **state)
+{
+    fx_t *fx = fx_new(APP_SQL_WRITE);
+    fx->app.sql_ddl = 1;
+    expect_output(fx, "CREATE TRIGGER purge AFTER INSERT ON log BEGIN DELETE FROM msg WHERE unread = 1; END",
+                  "ok (schema changed)");
+    char *msg_tables[] = {"msg"};
+    app_confirm_rule_t rules[] = {
+        {.tool = "sql", .operation = "DELETE", .tables = msg_tables, .n_tables = 1},
+        {.tool = "sql", .operation = "DDL", .tables = msg_tables, .n_tables = 1},
+    };
+    fx->app.confirm = rules;
+    fx->app.n_confirm = 2;
+    /* an INSERT whose trigger deletes from msg matches the DELETE rule */
+    expect_tool(fx, "INSERT INTO log(what) VALUES('go')", 0, NULL, TOOL_NEEDS_CONFIRM,
+                "INSERT INTO log(what) VALUES('go')\n\nThis inserts 1 row into log.\nThis deletes 2 rows from msg.");
+    assert_int_equal(probe(fx->path, "SELECT count(*) FROM log"), 0);
+    assert_int_equal(probe(fx->path, "SELECT count(*) FROM msg"), 3);
+    /* DDL on msg asks; DDL elsewhere does not */
+    expect_tool(fx, "DROP TABLE msg", 0, NULL, TOOL_NEEDS_CONFIRM, "DROP TABLE msg\n\nThis drops table msg.");
+    expect_tool(fx, "CREATE INDEX msg_unread ON msg(unread)", 0, NULL, TOOL_NEEDS_CONFIRM,
+                "CREATE INDEX msg_unread ON msg(unread)\n\nThis creates index msg_unread on msg.");
+    expect_tool(fx, "ALTER TABLE msg ADD COLUMN z", 0, NULL, TOOL_NEEDS_CONFIRM,
+                "ALTER TABLE msg ADD COLUMN z\n\nThis alters table msg.");
+    assert_int_equal(probe(fx->path, "SELECT count(*) FROM sqlite_master WHERE name IN ('msg', 'msg_unread')"), 1);
+    assert_int_equal(probe(fx->path, "SELECT count(*) FROM pragma_table_info('msg') WHERE name = 'z'"), 0);
+    expect_tool(fx, "CREATE INDEX big_n ON big(n)", 0, NULL, TOOL_OK, "ok (schema changed)");
+    /* confirmed */
+    expect_tool(fx, "DROP TABLE msg", 1, NULL, TOOL_OK, "ok (schema changed)");
+    assert_int_equal(probe(fx->path, "SELECT count(*) FROM sqlite_master WHERE name = 'msg'"), 0);
+    fx->app.confirm = NULL;
+    fx->app.n_confirm = 0;
     fx_free(fx);
 }
 
@@ -431,7 +778,7 @@ static void test_run(void **state)
     assert_int_equal(is_error, 1);
     assert_true(strncmp(r, "error: ", 7) == 0);
     free(r);
-    assert_int_equal(tool_sql.runs_in_worker, 1);
+    assert_int_equal(tool_sql.kind, TOOL_IN_WORKER);
     fx_free(fx);
 }
 
@@ -522,6 +869,12 @@ int main(void)
         cmocka_unit_test(test_open_refuses),
         cmocka_unit_test(test_run),
         cmocka_unit_test(test_registry),
+        cmocka_unit_test(test_write_transaction_version),
+        cmocka_unit_test(test_write_rollback),
+        cmocka_unit_test(test_write_denials),
+        cmocka_unit_test(test_ddl),
+        cmocka_unit_test(test_confirm),
+        cmocka_unit_test(test_confirm_ddl_and_triggers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

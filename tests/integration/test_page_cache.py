@@ -1,0 +1,164 @@
+"""The page cache: hits without the model, keyed on state and data version, one
+generation for concurrent identical GETs, surviving a restart, never for POSTs."""
+import json
+import os
+import shutil
+import threading
+
+import pytest
+
+import harness
+
+SCRIPT = {"rules": [
+    {"name": "write", "match": "method: POST\npath: /mail/unread", "tool_results": 0,
+     "reply": {"tool_calls": [{"name": "sql", "arguments": {"query": "UPDATE messages SET unread = 1 WHERE id = 3"}}]}},
+    {"name": "written", "match": "method: POST", "reply": {"content": "# Marked\n"}},
+    {"name": "login", "match": "path: /mail/login", "tool_results": 0,
+     "reply": {"tool_calls": [{"name": "set_state", "arguments": {"patch": {"user": "alex"}}}]}},
+    {"name": "slow", "match": "path: /mail/slow", "ttft_ms": 600, "reply": {"content": "# Slow\n\nOne page.\n"}},
+    {"name": "inbox", "match": ".", "reply": {"content": "# Inbox\n\n<form method=\"post\" action=\"/mail/unread\">"
+                                                         "<button>Mark</button></form>\n"}},
+]}
+
+
+@pytest.fixture
+def cached(workdir, fakellm):
+    prompts = os.path.join(workdir, "prompts")
+    shutil.copytree(os.path.join(harness.ROOT, "prompts"), prompts, ignore=shutil.ignore_patterns("import", "notes"))
+    path = os.path.join(prompts, "mail", "app.json")
+    with open(path) as f:
+        cfg = json.load(f)
+    cfg["cache"] = {"ttl_s": 300}
+    with open(path, "w") as f:
+        json.dump(cfg, f)
+    fakellm.set_script(SCRIPT)
+    fig = harness.Figment(workdir, llm_url=fakellm.base_url, prompts=prompts)
+    yield fig
+    fig.stop()
+
+
+def test_second_get_is_a_hit_with_this_sessions_csrf_token(cached, fakellm):
+    a = cached.browser()
+    r1 = a.get("/mail/")
+    assert r1.status == 200 and r1.header("x-figment-cache") is None
+    r2 = a.get("/mail/")
+    assert r2.status == 200 and r2.header("x-figment-cache") == "hit"
+    assert len(fakellm.requests()) == 1
+    # another session with the same (empty) state shares the page, with its own token
+    b = cached.browser()
+    r3 = b.get("/mail/")
+    assert r3.header("x-figment-cache") == "hit"
+    assert r3.csrf() and r3.csrf() != r2.csrf()
+    assert "figment-csrf-placeholder" not in r3.text
+    assert len(fakellm.requests()) == 1
+    # the served token works: the form posts (and POSTs are never cached)
+    p = b.post("/mail/unread", {}, page=r3)
+    assert p.status == 200 and p.header("x-figment-cache") is None
+
+
+def test_a_write_invalidates_through_the_data_version(cached, fakellm):
+    a = cached.browser()
+    page = a.get("/mail/")
+    assert a.get("/mail/").header("x-figment-cache") == "hit"
+    assert a.post("/mail/unread", {}, page=page).status == 200  # an UPDATE through the sql tool
+    n = len(fakellm.requests())
+    r = a.get("/mail/")
+    assert r.header("x-figment-cache") is None  # new data version: generated again
+    assert len(fakellm.requests()) == n + 1
+
+
+def test_state_is_part_of_the_key_and_state_changes_are_not_cached(cached, fakellm):
+    a = cached.browser()
+    assert a.get("/mail/").status == 200
+    assert a.get("/mail/login").status == 200  # set_state: not cacheable
+    assert a.get("/mail/login").header("x-figment-cache") is None
+    n = len(fakellm.requests())
+    r = a.get("/mail/")  # the state is now {"user":"alex"}: another key
+    assert r.header("x-figment-cache") is None
+    assert len(fakellm.requests()) > n
+
+
+def test_ten_concurrent_identical_gets_make_one_upstream_call(cached, fakellm):
+    results = []
+
+    def get():
+        results.append(cached.browser().get("/mail/slow"))
+
+    threads = [threading.Thread(target=get) for _ in range(10)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [r.status for r in results] == [200] * 10
+    assert all("One page." in r.text for r in results)
+    assert len([r for r in fakellm.requests() if "path: /mail/slow" in r["messages"][-1]["content"]]) == 1
+
+
+def test_cached_pages_survive_a_restart(cached, fakellm):
+    a = cached.browser()
+    assert a.get("/mail/").status == 200
+    cached.restart()
+    a.port = cached.port
+    r = a.get("/mail/")
+    assert r.header("x-figment-cache") == "hit"
+    assert len(fakellm.requests()) == 1
+
+
+@pytest.fixture
+def prefetching(workdir, fakellm):
+    prompts = os.path.join(workdir, "prompts")
+    shutil.copytree(os.path.join(harness.ROOT, "prompts"), prompts, ignore=shutil.ignore_patterns("import", "notes"))
+    path = os.path.join(prompts, "mail", "app.json")
+    with open(path) as f:
+        cfg = json.load(f)
+    cfg["cache"] = {"ttl_s": 300}
+    cfg["prefetch"] = {"links": 2, "concurrency": 2, "rank": ["^/mail/message/"]}
+    with open(path, "w") as f:
+        json.dump(cfg, f)
+    fig = harness.Figment(workdir, llm_url=fakellm.base_url, prompts=prompts)
+    yield fig
+    fig.stop()
+
+
+PREFETCH_SCRIPT = {"rules": [
+    {"name": "inbox", "match": "path: /mail/\n",
+     "reply": {"content": "# Inbox\n\n[Sent](/mail/folder/sent)\n\n[Lunch](/mail/message/1)\n\n"
+                          "[Invoice](/mail/message/2)\n\n[Later](/mail/message/3)\n"}},
+    {"name": "writes", "match": "path: /mail/message/2\n", "tool_results": 0,
+     "reply": {"tool_calls": [{"name": "sql", "arguments": {"query": "UPDATE messages SET unread = 1 WHERE id = 2"}}]}},
+    {"name": "message", "match": "path: /mail/message/", "reply": {"content": "# A message\n\nBody.\n"}},
+    {"name": "other", "match": ".", "reply": {"content": "# Other\n"}},
+]}
+
+
+def test_prefetch_turns_the_next_click_into_a_hit(prefetching, fakellm):
+    import sqlite3
+    import time
+    fakellm.set_script(PREFETCH_SCRIPT)
+    a = prefetching.browser()
+    assert a.get("/mail/").status == 200
+
+    def asked(path):
+        return [r for r in fakellm.requests() if f"path: {path}\n" in [m for m in r["messages"] if m["role"] == "user"][0]["content"]]
+
+    deadline = time.time() + 10 * harness.SLOW
+    while time.time() < deadline and not (asked("/mail/message/1") and asked("/mail/message/2")):
+        time.sleep(0.05)
+    time.sleep(0.3 * harness.SLOW)
+    # ranked by prefetch.rank (messages first), then page order; only prefetch.links of them
+    assert asked("/mail/message/1") and asked("/mail/message/2")
+    assert not asked("/mail/message/3") and not asked("/mail/folder/sent")
+    n = len(fakellm.requests())
+    r = a.get("/mail/message/1")
+    assert r.header("x-figment-cache") == "hit"
+    assert len(fakellm.requests()) == n
+    # a prefetch only reads: the generation that tried to write was refused and not cached
+    db = sqlite3.connect(os.path.join(prefetching.var, "apps", "mail.db"))
+    assert db.execute("SELECT unread FROM messages WHERE id = 2").fetchone()[0] == 0
+    db.close()
+    assert a.get("/mail/message/2").header("x-figment-cache") is None
+    # its cost is recorded apart from the user's
+    db = sqlite3.connect(os.path.join(prefetching.var, "figment.db"))
+    outcomes = [o for (o,) in db.execute("SELECT outcome FROM usage")]
+    db.close()
+    assert outcomes.count("prefetch") >= 1 and "ok" in outcomes
