@@ -322,27 +322,32 @@ def cache_and_shell_steps(a, work, figment_bin, loadgen_bin, fake, env, pids):
              {"Content-Type": "application/json"})
         import socket
         times = []
-        for batch in range(4):
-            socks = []
-            for i in range(25):
-                s = socket.create_connection(("127.0.0.1", fig.port))
-                t0 = time.perf_counter()
-                s.sendall(f"GET /mail/shell/{batch}/{i} HTTP/1.1\r\nHost: x\r\nAccept: text/html\r\n"
-                          f"{cookie}\r\n\r\n".encode())
-                first = s.recv(1)
-                times.append((time.perf_counter() - t0) * 1e6)
-                if not first:
-                    raise StepFailed("cached figment closed a streamed request without a byte")
-                socks.append(s)
-            for s in socks:
-                s.close()
-            time.sleep(0.2)
+        # 200 browser requests at 100/s, each measured from its send to the first byte of
+        # the answer; the model would take 2 s, so every one is in flight at once by the end
+        socks = []
+        t_next = time.perf_counter()
+        for i in range(200):
+            now = time.perf_counter()
+            if now < t_next:
+                time.sleep(t_next - now)
+            t_next += 0.01
+            s = socket.create_connection(("127.0.0.1", fig.port))
+            t0 = time.perf_counter()
+            s.sendall(f"GET /mail/shell/{i} HTTP/1.1\r\nHost: x\r\nAccept: text/html\r\n{cookie}\r\n\r\n".encode())
+            first = s.recv(1)
+            times.append((time.perf_counter() - t0) * 1e6)
+            if not first:
+                raise StepFailed("cached figment closed a streamed request without a byte")
+            socks.append(s)
+        for s in socks:
+            s.close()
+        time.sleep(0.5)
         times.sort()
         res["shell_first_byte_us"] = {"n": len(times), "p50_us": round(times[len(times) // 2], 1),
                                       "p99_us": round(times[min(len(times) - 1, int(len(times) * 0.99))], 1),
                                       "max_us": round(times[-1], 1)}
         sf = res["shell_first_byte_us"]
-        print(f"  4 shell first byte (model TTFT 2 s): n={sf['n']}  p50 {sf['p50_us']:.0f} us  "
+        print(f"  4 shell first byte (100/s, model TTFT 2 s): n={sf['n']}  p50 {sf['p50_us']:.0f} us  "
               f"p99 {sf['p99_us']:.0f} us  max {sf['max_us']:.0f} us", flush=True)
         http("PUT", fake.port, "/_fakellm/script", json.dumps(script(0)).encode(), {"Content-Type": "application/json"})
     except StepFailed as e:
