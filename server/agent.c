@@ -28,6 +28,10 @@
 #include "render.h"
 #include "uploads.h"
 
+/* A non-NULL req for "still wanted" of interactions without a client (prefetches, and
+ * a cache leader whose client left); never dereferenced. */
+static h2o_req_t prefetch_no_client;
+
 /* parallel attempts (see their section below) */
 typedef struct attempt {
     interaction_t *parent; /* not a reference: the parent cancels its attempts before it goes
@@ -767,6 +771,16 @@ void agent_choose_models(interaction_t *ix)
 
 void agent_abandon(interaction_t *ix)
 {
+    if (ix->cache_mode == 1 && !ix->cache_ended && !ix->prefetch && ix->attempts == NULL && ix->rec.status == 0) {
+        /* the page is going into the cache (its followers, and the next visitor, want it):
+         * finish it without the client, as a prefetch does (read-only from here on, the
+         * session not saved, the cost recorded as "prefetch") */
+        ix->req = &prefetch_no_client;
+        ix->prefetch = 1;
+        ((app_runtime_t *)ix->rt)->prefetch_running++;
+        interaction_ref(ix); /* released by finish(), in place of the request's */
+        return;
+    }
     ix->req = NULL;
     for (int i = 0; ix->attempts != NULL && i < ix->attempts->n; i++)
         attempt_cancel(ix->attempts->children[i]);
@@ -1648,7 +1662,6 @@ void agent_attempt_free(interaction_t *ix)
  * (outcome "prefetch", so it is told apart from user-driven cost). Bounded by
  * prefetch.concurrency per app and by the budgets. */
 
-static h2o_req_t prefetch_no_client; /* a non-NULL req for "still wanted"; never dereferenced */
 
 typedef struct {
     char *url;

@@ -15,6 +15,7 @@ SCRIPT = {"rules": [
     {"name": "written", "match": "method: POST", "reply": {"content": "# Marked\n"}},
     {"name": "login", "match": "path: /mail/login", "tool_results": 0,
      "reply": {"tool_calls": [{"name": "set_state", "arguments": {"patch": {"user": "alex"}}}]}},
+    {"name": "slower", "match": "path: /mail/slower", "ttft_ms": 2500, "reply": {"content": "# Slower\n\nLater page.\n"}},
     {"name": "slow", "match": "path: /mail/slow", "ttft_ms": 600, "reply": {"content": "# Slow\n\nOne page.\n"}},
     {"name": "inbox", "match": ".", "reply": {"content": "# Inbox\n\n<form method=\"post\" action=\"/mail/unread\">"
                                                          "<button>Mark</button></form>\n"}},
@@ -162,3 +163,27 @@ def test_prefetch_turns_the_next_click_into_a_hit(prefetching, fakellm):
     outcomes = [o for (o,) in db.execute("SELECT outcome FROM usage")]
     db.close()
     assert outcomes.count("prefetch") >= 1 and "ok" in outcomes
+
+
+def test_a_leader_whose_client_leaves_still_fills_the_cache(cached, fakellm):
+    import socket
+    import time
+    a = cached.browser()
+    assert a.get("/mail/").status == 200
+    cookie = "; ".join(f"{k}={v}" for k, v in a.cookies.items())
+    s = socket.create_connection(("127.0.0.1", cached.port), timeout=10)
+    s.sendall(f"GET /mail/slower HTTP/1.1\r\nHost: x\r\nAccept: text/html\r\nCookie: {cookie}\r\n\r\n".encode())
+    got = b""
+    while b'class="skeleton"' not in got:
+        got += s.recv(65536)
+    s.close()  # the user leaves while the model is still thinking (2.5 s)
+    deadline = time.time() + 8 * harness.SLOW
+    while time.time() < deadline and '"outcome":"prefetch"' not in cached.log():
+        time.sleep(0.1)
+    # figment noticed the client leave (heartbeat) and finished the page for the cache
+    line = [json.loads(x) for x in cached.log().splitlines() if x.startswith("{") and "/mail/slower" in x][-1]
+    assert line["outcome"] == "prefetch", line
+    r = a.get("/mail/slower")
+    assert r.header("x-figment-cache") == "hit" and "Later page." in r.text
+    slow = [q for q in fakellm.requests() if "path: /mail/slower" in q["messages"][-1]["content"]]
+    assert len(slow) == 1  # generated once, for the cache, although its first client left
