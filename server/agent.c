@@ -28,6 +28,9 @@
 #include "render.h"
 #include "uploads.h"
 
+/* Cache hits traced one by one per app and second; the rest are folded (record_trace). */
+#define HIT_TRACES_PER_SECOND 20
+
 /* A non-NULL req for "still wanted" of interactions without a client (prefetches, and
  * a cache leader whose client left); never dereferenced. */
 static h2o_req_t prefetch_no_client;
@@ -133,6 +136,22 @@ static void record_trace(interaction_t *ix)
     metrics_interaction(&m);
     if (ix->env->traces == NULL && ix->env->otlp == NULL)
         return;
+    int64_t folded = 0;
+    if (r->cache_hit) {
+        /* a busy cache would write a trace row per hit (tens of thousands a second): trace
+         * the first HIT_TRACES_PER_SECOND of each second per app, fold the rest into the
+         * next traced one (metrics count every hit) */
+        app_runtime_t *rt = (app_runtime_t *)ix->rt;
+        long long sec = (long long)time(NULL);
+        long long seen = rt->hit_trace_second;
+        if (seen != sec && atomic_compare_exchange_strong(&rt->hit_trace_second, &seen, sec))
+            rt->hit_traces = 0;
+        if (atomic_fetch_add(&rt->hit_traces, 1) >= HIT_TRACES_PER_SECOND) {
+            rt->hits_untraced++;
+            return;
+        }
+        folded = atomic_exchange(&rt->hits_untraced, 0);
+    }
 
     trace_t *t = trace_new();
     memcpy(t->trace_id, ix->trace_id, sizeof(t->trace_id));
@@ -168,6 +187,7 @@ static void record_trace(interaction_t *ix)
     t->cost_usd = r->cost_usd;
     t->attempts = r->attempts;
     t->cache_hit = r->cache_hit;
+    t->folded_hits = folded;
     t->stale = r->stale;
     t->state = ix->state_before ? json_incref(ix->state_before) : json_object();
     t->request = json_pack("{s:s, s:s, s:O, s:O}", "method", ix->method ? ix->method : "", "path",

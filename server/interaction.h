@@ -46,7 +46,11 @@ typedef struct {
     model_chain_t chain;         /* app.json models/model, else the providers' default_models */
     model_chain_t *route_chains; /* one per app->routes entry */
     char prompt_version[65];     /* hex SHA-256 of the system prompt and tool schemas */
-    _Atomic int prefetch_running;/* prefetch generations of this app in flight (the one mutable field) */
+    /* mutable, atomic: */
+    _Atomic int prefetch_running;/* prefetch generations of this app in flight */
+    _Atomic long long hit_trace_second;   /* the second hit_traces counts in */
+    _Atomic int hit_traces;               /* cache hits traced one by one in that second */
+    _Atomic long long hits_untraced;      /* hits since then not traced (folded into the next traced one) */
 } app_runtime_t;
 
 typedef struct {

@@ -49,7 +49,7 @@
 
 #include "buf.h"
 
-#define TRACE_SCHEMA_VERSION 1
+#define TRACE_SCHEMA_VERSION 2
 #define TRACE_BUSY_TIMEOUT_MS 5000
 #define TRACE_STATS_MAX_ROWS 200000
 #define TRACE_LIST_DEFAULT 100
@@ -104,6 +104,7 @@ static const trace_col_t trace_cols[] = {
     COL(attempts, COL_INT),
     COL(cache_hit, COL_BOOL),
     COL(stale, COL_BOOL),
+    COL(folded_hits, COL_I64),
     COL(state, COL_JSON),
     COL(request, COL_JSON),
     COL(tool_calls, COL_JSON),
@@ -269,6 +270,12 @@ static int trace_store_migrate(sqlite3 *db, const char *path, fig_err_t *err)
     }
     if (version == 0 && (trace_exec(db, path, trace_schema_sql, err) != 0 ||
                          trace_exec(db, path, "PRAGMA user_version = 1", err) != 0))
+        goto fail;
+    /* version 2: busy page caches trace a sample of their hits; each such trace counts
+     * the hits it stands for */
+    if (version < 2 && (trace_exec(db, path, "ALTER TABLE traces ADD COLUMN folded_hits INTEGER NOT NULL DEFAULT 0",
+                                   err) != 0 ||
+                        trace_exec(db, path, "PRAGMA user_version = 2", err) != 0))
         goto fail;
     return trace_exec(db, path, "COMMIT", err);
 
@@ -775,9 +782,9 @@ trace_reader_t *trace_reader_open(const char *db_path, fig_err_t *err)
                             "FROM feedback f LEFT JOIN traces t ON t.trace_id = f.trace_id "
                             "ORDER BY f.id DESC LIMIT ?1"},
         {&r->stats, "SELECT ifnull(app, ''), ifnull(model, ''), (started_unix_ms - ?1) / ?2 AS b, total_ms, outcome, "
-                    "cost_usd, cache_hit FROM (SELECT app, model, started_unix_ms, total_ms, outcome, cost_usd, "
-                    "cache_hit FROM traces WHERE started_unix_ms >= ?1 ORDER BY started_unix_ms DESC LIMIT ?3) "
-                    "ORDER BY b, 1, 2, total_ms"},
+                    "cost_usd, cache_hit, folded_hits FROM (SELECT app, model, started_unix_ms, total_ms, outcome, "
+                    "cost_usd, cache_hit, folded_hits FROM traces WHERE started_unix_ms >= ?1 "
+                    "ORDER BY started_unix_ms DESC LIMIT ?3) ORDER BY b, 1, 2, total_ms"},
     };
     for (size_t i = 0; i < sizeof(stmts) / sizeof(stmts[0]); i++) {
         if (sqlite3_prepare_v2(r->db, stmts[i].sql, -1, stmts[i].stmt, NULL) != SQLITE_OK) {
@@ -1002,6 +1009,17 @@ typedef struct {
     size_t ntotals, cap;
 } trace_group_t;
 
+/* Outcomes that are not errors: a page served (generated, stale, from the cache), a
+ * confirmation asked for, a page generated ahead. */
+static int trace_outcome_ok(const char *o)
+{
+    static const char *const ok[] = {"ok", "stale", "cache_hit", "confirm", "prefetch", "prefetch_skipped", NULL};
+    for (size_t i = 0; o != NULL && ok[i] != NULL; i++)
+        if (strcmp(o, ok[i]) == 0)
+            return 1;
+    return 0;
+}
+
 static void trace_group_emit(trace_group_t *g, int64_t since, int64_t bucket_ms, json_t *out)
 {
     if (g->count == 0)
@@ -1060,7 +1078,10 @@ json_t *trace_stats(trace_reader_t *r, int64_t since_unix_ms, int64_t bucket_ms,
             trace_group_reset(&g, app, model, bucket);
             have = 1;
         }
-        g.count++;
+        int64_t folded = sqlite3_column_int64(s, 7);
+        if (folded < 0)
+            folded = 0;
+        g.count += 1 + folded;
         if (sqlite3_column_type(s, 3) != SQLITE_NULL) {
             if (g.ntotals == g.cap) {
                 g.cap = g.cap ? g.cap * 2 : 64;
@@ -1069,11 +1090,11 @@ json_t *trace_stats(trace_reader_t *r, int64_t since_unix_ms, int64_t bucket_ms,
             g.totals[g.ntotals++] = sqlite3_column_double(s, 3);
         }
         const char *outcome = (const char *)sqlite3_column_text(s, 4);
-        if (outcome == NULL || (strcmp(outcome, "ok") != 0 && strcmp(outcome, "stale") != 0))
+        if (!trace_outcome_ok(outcome))
             g.errors++;
         g.cost += sqlite3_column_double(s, 5);
         if (sqlite3_column_int64(s, 6) != 0)
-            g.cache_hits++;
+            g.cache_hits += 1 + folded;
     }
     if (rc != SQLITE_DONE) {
         trace_db_fail(r->db, r->path, "computing stats", err);

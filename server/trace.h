@@ -58,6 +58,7 @@ typedef struct {
     int attempts;
     int cache_hit;
     int stale;
+    int64_t folded_hits;    /* cache hits not traced one by one that this hit's trace stands for */
     json_t *state;          /* session state before the interaction (object) */
     json_t *request;        /* {"method","path","query":{},"form":{}} as the model saw it */
     json_t *tool_calls;     /* [{"name","arguments","result","ms","is_error"}] */

@@ -187,3 +187,21 @@ def test_a_leader_whose_client_leaves_still_fills_the_cache(cached, fakellm):
     assert r.header("x-figment-cache") == "hit" and "Later page." in r.text
     slow = [q for q in fakellm.requests() if "path: /mail/slower" in q["messages"][-1]["content"]]
     assert len(slow) == 1  # generated once, for the cache, although its first client left
+
+
+def test_busy_caches_trace_a_sample_of_hits_and_count_them_all(cached, fakellm):
+    import sqlite3
+    import time
+    a = cached.browser()
+    assert a.get("/mail/").status == 200
+    for _ in range(30):  # more hits in a second than are traced one by one
+        assert a.get("/mail/").header("x-figment-cache") == "hit"
+    time.sleep(1.1)
+    assert a.get("/mail/").header("x-figment-cache") == "hit"  # the first of a new second: traced
+    cached.stop()
+    db = sqlite3.connect(os.path.join(cached.var, "traces.db"))
+    rows, hits = db.execute("SELECT count(*), sum(1 + folded_hits) FROM traces WHERE cache_hit = 1").fetchone()
+    db.close()
+    assert hits == 31  # every hit is counted, in its own trace or folded into a later one
+    assert rows < 31   # but not every hit wrote a row
+    cached.restart()

@@ -234,7 +234,7 @@ static void test_roundtrip_threads_list_get(void **s)
     json_t *g = trace_get(r, id, &err);
     assert_non_null(g);
     trace_t *want = make_trace(450);
-    assert_int_equal(json_object_size(g), 38); /* 37 columns + feedback */
+    assert_int_equal(json_object_size(g), 39); /* 38 columns + feedback */
     assert_string_equal(json_string_value(json_object_get(g, "trace_id")), want->trace_id);
     assert_string_equal(json_string_value(json_object_get(g, "span_id")), want->span_id);
     assert_string_equal(json_string_value(json_object_get(g, "session_id")), want->session_id);
@@ -685,7 +685,7 @@ static void test_stop_flushes_and_schema(void **s)
     sqlite3_stmt *q;
     assert_int_equal(sqlite3_prepare_v2(c, "PRAGMA user_version", -1, &q, NULL), SQLITE_OK);
     assert_int_equal(sqlite3_step(q), SQLITE_ROW);
-    assert_int_equal(sqlite3_column_int(q, 0), 1);
+    assert_int_equal(sqlite3_column_int(q, 0), 2);
     sqlite3_finalize(q);
     assert_int_equal(sqlite3_prepare_v2(c, "PRAGMA journal_mode", -1, &q, NULL), SQLITE_OK);
     assert_int_equal(sqlite3_step(q), SQLITE_ROW);
@@ -694,7 +694,7 @@ static void test_stop_flushes_and_schema(void **s)
     assert_int_equal(sqlite3_prepare_v2(c, "SELECT count(*) FROM pragma_table_info('traces')", -1, &q, NULL),
                      SQLITE_OK);
     assert_int_equal(sqlite3_step(q), SQLITE_ROW);
-    assert_int_equal(sqlite3_column_int(q, 0), 37);
+    assert_int_equal(sqlite3_column_int(q, 0), 38);
     sqlite3_finalize(q);
     assert_int_equal(sqlite3_prepare_v2(c, "SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL "
                                            "ORDER BY name",
