@@ -535,7 +535,7 @@ static void cache_prepare_entry(interaction_t *ix, const char *md, size_t md_len
             if (json_is_true(json_object_get(json_array_get(ix->tool_log, i), "is_error")))
                 return;
     }
-    sanitize_opts_t so = {app->name, PAGE_CACHE_CSRF_PLACEHOLDER};
+    sanitize_opts_t so = {app->name, page_cache_placeholder};
     render_page_t page = {0};
     fig_err_t err;
     fig_err_clear(&err);
@@ -543,7 +543,7 @@ static void cache_prepare_entry(interaction_t *ix, const char *md, size_t md_len
         return;
     fig_buf_t body = FIG_BUF_INIT, doc = FIG_BUF_INIT;
     fig_buf_append(&body, page.html, page.html_len);
-    operator_feedback_form(&body, ix->trace_id, ix->url, PAGE_CACHE_CSRF_PLACEHOLDER);
+    operator_feedback_form(&body, ix->trace_id, ix->url, page_cache_placeholder);
     layout_opts_t lo = {app->name, app->title, title};
     layout_page(&doc, &lo, body.data, body.len);
     int64_t now = page_cache_now_ms();

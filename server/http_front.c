@@ -1169,6 +1169,15 @@ static int setup(server_t *srv, const config_t *cfg, fig_err_t *err)
     for (size_t i = 0; i < srv->apps.count; i++)
         wants_cache |= srv->apps.items[i]->cache_ttl_s > 0;
     if (wants_cache) {
+        /* a secret placeholder for the CSRF token in cached pages (see page_cache.h) */
+        uint8_t mac[32];
+        crypto_hmac_sha256(srv->key, SESSION_KEY_LEN, "page-cache-csrf-placeholder", 27, mac);
+        char *hex = crypto_hex(mac, 16);
+        fig_buf_t ph = FIG_BUF_INIT;
+        fig_buf_appendf(&ph, "figment-csrf-%s", hex);
+        page_cache_set_placeholder(ph.data);
+        fig_buf_free(&ph);
+        free(hex);
         srv->page_cache = page_cache_create(PAGE_CACHE_DEFAULT_MAX_BYTES);
         fig_buf_t cp = FIG_BUF_INIT;
         fig_buf_appendf(&cp, "%s/cache.db", cfg->var_dir);

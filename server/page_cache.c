@@ -88,6 +88,25 @@ int64_t page_cache_now_ms(void)
 
 /* --- keys ------------------------------------------------------------------------ */
 
+
+/* The placeholder in use: PAGE_CACHE_CSRF_PLACEHOLDER until the server sets a secret
+ * one at start (page_cache_set_placeholder), before any entry exists. */
+static char page_cache_placeholder_buf[PAGE_CACHE_PLACEHOLDER_MAX + 1] = PAGE_CACHE_CSRF_PLACEHOLDER;
+const char *page_cache_placeholder = page_cache_placeholder_buf;
+
+int page_cache_set_placeholder(const char *ph)
+{
+    size_t n = strlen(ph);
+    if (n < 16 || n > PAGE_CACHE_PLACEHOLDER_MAX)
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        if (!((ph[i] >= 'a' && ph[i] <= 'z') || (ph[i] >= 'A' && ph[i] <= 'Z') || (ph[i] >= '0' && ph[i] <= '9') ||
+              ph[i] == '-'))
+            return -1;
+    memcpy(page_cache_placeholder_buf, ph, n + 1);
+    return 0;
+}
+
 static void put_field(fig_buf_t *b, const char *s, size_t n)
 {
     unsigned char len[8];
@@ -229,8 +248,8 @@ page_cache_entry_t *page_cache_entry_new(const char *key, const char *app, const
     e->expires_ms = expires_ms;
 
     /* Split around every placeholder once, so a hit only fills an iovec array. */
-    static const char ph[] = PAGE_CACHE_CSRF_PLACEHOLDER;
-    const size_t ph_len = sizeof(ph) - 1;
+    const char *ph = page_cache_placeholder;
+    const size_t ph_len = strlen(ph);
     size_t n = 0;
     for (const char *p = e->html, *end = e->html + html_len; (p = memmem(p, (size_t)(end - p), ph, ph_len)) != NULL;
          p += ph_len)
@@ -272,8 +291,7 @@ void page_cache_entry_unref(page_cache_entry_t *e)
 
 size_t page_cache_entry_body_len(const page_cache_entry_t *e, size_t token_len)
 {
-    return e->html_len - e->n_placeholders * (sizeof(PAGE_CACHE_CSRF_PLACEHOLDER) - 1) +
-           e->n_placeholders * token_len;
+    return e->html_len - e->n_placeholders * strlen(page_cache_placeholder) + e->n_placeholders * token_len;
 }
 
 size_t page_cache_entry_iov_max(const page_cache_entry_t *e)

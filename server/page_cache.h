@@ -61,6 +61,14 @@
  * shows this string in text therefore shows that session's token to that session
  * only, which leaks nothing. */
 #define PAGE_CACHE_CSRF_PLACEHOLDER "figment-csrf-placeholder-5f0c2a97d3e1"
+#define PAGE_CACHE_PLACEHOLDER_MAX 64
+/* The placeholder actually used. A constant one could be written by the model (or by
+ * injected content) into a link to another site, which a hit would then fill with the
+ * reader's token; so the server sets a secret one, derived from its session key (stable
+ * across restarts, for var/cache.db), once at start before any entry exists:
+ * [A-Za-z0-9-]{16,64}. Returns -1 on a bad value. Not thread-safe: call before threads. */
+extern const char *page_cache_placeholder;
+int page_cache_set_placeholder(const char *ph);
 /* The response header the HTTP front sets on every cacheable GET: "hit" or "miss". */
 #define PAGE_CACHE_HEADER "x-figment-cache"
 

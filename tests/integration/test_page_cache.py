@@ -205,3 +205,19 @@ def test_busy_caches_trace_a_sample_of_hits_and_count_them_all(cached, fakellm):
     assert hits == 31  # every hit is counted, in its own trace or folded into a later one
     assert rows < 31   # but not every hit wrote a row
     cached.restart()
+
+
+def test_a_page_cannot_smuggle_the_readers_csrf_token_into_a_link(cached, fakellm):
+    # model output (or injected content) that writes a placeholder-looking string into a
+    # link to another site: the cache's real placeholder is secret, so hits never fill it
+    fakellm.set_script({"rules": [{"match": ".", "reply": {"content":
+        "# Offers\n\n[win](https://evil.example/?t=figment-csrf-placeholder-5f0c2a97d3e1)\n\n"
+        "<form method=\"post\" action=\"/mail/x\"><button>Go</button></form>\n"}}]})
+    a = cached.browser()
+    assert a.get("/mail/offers").status == 200
+    b = cached.browser()
+    r = b.get("/mail/offers")
+    assert r.header("x-figment-cache") == "hit"
+    token = r.csrf()
+    assert token and token not in r.text.split('name="_csrf"')[0]  # not before the form's own field
+    assert "evil.example/?t=figment-csrf-placeholder-5f0c2a97d3e1" in r.text
