@@ -315,6 +315,11 @@ def cache_and_shell_steps(a, work, figment_bin, loadgen_bin, fake, env, pids):
         res["cache_hits_rate"] = step("4 cache hits: 20000/s", loadgen_bin, url,
                                       ["--rate", 20000, "--duration", min(d, 5), "--connections", 256], cpids,
                                       headers=[cookie])
+        # the floor: the same load on a static file of the same server (no session, no
+        # cache, no model), to tell figment's hit path from the machine and the load generator
+        res["static_floor_rate"] = step("4 floor: static file 20000/s", loadgen_bin,
+                                        f"http://127.0.0.1:{fig.port}/static/favicon.svg",
+                                        ["--rate", 20000, "--duration", min(d, 5), "--connections", 256], cpids)
         http("DELETE", fake.port, "/_fakellm/requests")
 
         # time to the first byte of the streamed shell while the model takes 2 s to its first token
@@ -590,6 +595,10 @@ def main():
             ch, cr = out["cache_hits"], out["cache_hits_rate"]
             print(f"  cache hits: {ch['rps']:.0f}/s (closed loop, c={ch['concurrency']}; target >= 20000); at 20000/s "
                   f"p50 {cr['p50_us']:.0f} us, p99 {cr['p99_us']:.0f} us (target < 2000), {cr['rps']:.0f}/s served")
+            if "static_floor_rate" in out:
+                fl = out["static_floor_rate"]
+                print(f"  floor, a static file at 20000/s on the same server: p50 {fl['p50_us']:.0f} us, "
+                      f"p99 {fl['p99_us']:.0f} us (the machine and load generator alone)")
         if "shell_first_byte_us" in out:
             sf = out["shell_first_byte_us"]
             print(f"  streamed shell, first byte: p50 {sf['p50_us']:.0f} us, p99 {sf['p99_us']:.0f} us (target < 5000)")
