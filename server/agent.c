@@ -1814,6 +1814,13 @@ static void save_session_run(worker_job_t *job, worker_thread_t *wt)
         sqlite3 *db = worker_page_cache_db(wt, &cerr);
         if (db != NULL)
             page_cache_db_put(db, ix->cache_entry, &cerr);
+        /* and, once a minute, the expired rows go */
+        static _Atomic long long last_purge;
+        long long now = (long long)time(NULL), seen = last_purge;
+        if (db != NULL && now - seen >= 60 && atomic_compare_exchange_strong(&last_purge, &seen, now)) {
+            int deleted = 0;
+            page_cache_db_delete_expired(db, page_cache_now_ms(), &deleted, &cerr);
+        }
     }
 }
 

@@ -187,7 +187,7 @@ void confirm_page_html(fig_buf_t *out, const char *app, const char *tool, const 
     fig_buf_append_html(out, id, strlen(id));
     fig_buf_append_str(out, "\" class=\"confirm-form\">\n<input type=\"hidden\" name=\"_csrf\" value=\"");
     fig_buf_append_html(out, csrf_token, strlen(csrf_token));
-    fig_buf_append_str(out, "\">\n<button type=\"submit\" name=\"decision\" value=\"confirm\">Confirm</button>\n"
+    fig_buf_append_str(out, "\">\n<button type=\"submit\" name=\"decision\" value=\"confirm\" class=\"danger\">Confirm</button>\n"
                             "<button type=\"submit\" name=\"decision\" value=\"cancel\">Cancel</button>\n</form>\n");
     fig_buf_appendf(out, "<p class=\"muted\">This request expires in %d minutes.</p>\n</section>\n",
                     ttl_s >= 60 ? ttl_s / 60 : 1);

@@ -1087,6 +1087,15 @@ static int setup(server_t *srv, const config_t *cfg, fig_err_t *err)
         fig_err_set(err, FIG_E_IO, "%s: cannot create the data folder: %s", cfg->var_dir, strerror(errno));
         return -1;
     }
+    {
+        /* scratch copies of parallel attempts that a crash left behind */
+        fig_buf_t ap = FIG_BUF_INIT;
+        fig_err_t aerr;
+        fig_err_clear(&aerr);
+        fig_buf_appendf(&ap, "%s/attempts", cfg->var_dir);
+        uploads_delete(ap.data, &aerr);
+        fig_buf_free(&ap);
+    }
     if (session_key_load(cfg->var_dir, srv->key, err) != 0)
         return -1;
     if (providers_load(cfg->config_path, &srv->providers, err) != 0)

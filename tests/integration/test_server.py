@@ -159,3 +159,12 @@ def test_shipped_apps_pass_the_seed_checks():
     # tests/apps/check_seeds.sh: seeds load, app.json keys known, example domains only, ...
     p = subprocess.run(["bash", os.path.join(ROOT, "tests", "apps", "check_seeds.sh")], capture_output=True, text=True)
     assert p.returncode == 0, p.stdout + p.stderr
+
+
+def test_attempt_scratch_copies_left_by_a_crash_are_removed_at_start(figment):
+    stale = os.path.join(figment.var, "attempts", "0123-1")
+    os.makedirs(stale)
+    with open(stale + ".db", "w") as f:
+        f.write("scratch")
+    figment.restart()
+    assert not os.path.exists(os.path.join(figment.var, "attempts"))
