@@ -142,3 +142,33 @@ def test_pending_confirmation_expires(workdir, fakellm):
         assert count_messages(fig) >= 40
     finally:
         fig.stop()
+
+
+def test_mail_delete_asks_once_for_the_message_and_then_removes_its_attachments(figment, fakellm):
+    fakellm.set_script({"rules": [
+        {"match": "path: /mail/message/24/delete\n", "tool_results": 0,
+         "reply": {"tool_calls": [{"name": "sql", "arguments": {"query": "DELETE FROM messages WHERE id = 24"}}]}},
+        {"match": "path: /mail/message/24/delete\n", "tool_results": 1,
+         "reply": {"tool_calls": [{"name": "sql", "arguments": {"query": "DELETE FROM attachments WHERE message_id = 24"}}]}},
+        {"match": "path: /mail/message/24/delete\n", "tool_results": 2, "reply": {"content": "# Inbox\n\nMessage deleted.\n"}},
+        {"match": ".", "reply": {"content": "# Message\n\n<form method=\"post\" action=\"/mail/message/24/delete\">"
+                                            "<button>Delete</button></form>\n"}},
+    ]})
+    db = os.path.join(figment.var, "apps", "mail.db")
+
+    def attachments():
+        c = sqlite3.connect(db)
+        try:
+            return c.execute("SELECT count(*) FROM attachments WHERE message_id = 24").fetchone()[0]
+        finally:
+            c.close()
+
+    b = figment.browser()
+    page = b.get("/mail/message/24")
+    had = attachments()
+    asks = b.post("/mail/message/24/delete", {}, page=page)
+    assert '<pre class="confirm-action">DELETE FROM messages WHERE id = 24' in asks.text
+    done = b.post(confirm_form(asks), {"decision": "confirm"}, page=asks)
+    assert done.status == 200 and "Message deleted." in done.text  # no second confirmation page
+    assert attachments() == 0 and count_messages(figment) == 49
+    assert had == 2  # message 24 has two attachments in the seed
