@@ -312,6 +312,9 @@ def cache_and_shell_steps(a, work, figment_bin, loadgen_bin, fake, env, pids):
         res["cache_hits"] = step(f"4 cache hits: c={best}", loadgen_bin, url, ["--concurrency", best, "--duration", d],
                                  cpids, headers=[cookie])
         res["cache_hits"]["concurrency"] = best
+        # the target figure: a steady closed loop of 8 clients, hits/s and their p99 from one run
+        res["cache_hits_c8"] = step("4 cache hits: c=8", loadgen_bin, url, ["--concurrency", 8, "--duration", d],
+                                    cpids, headers=[cookie])
         res["cache_hits_rate"] = step("4 cache hits: 20000/s", loadgen_bin, url,
                                       ["--rate", 20000, "--duration", min(d, 5), "--connections", 256], cpids,
                                       headers=[cookie])
@@ -568,10 +571,9 @@ def main():
         }
         if "memory" in out:
             targets["rss_per_interaction_kb<=100"] = out["memory"]["per_interaction_kb"] <= 100
-        if "cache_hits" in out:
-            targets["cache_hits_per_s>=20000"] = out["cache_hits"]["rps"] >= 20000
-            cr = out["cache_hits_rate"]
-            targets["cache_hit_p99_us<2000"] = cr["p99_us"] < 2000 and cr["rps"] >= 0.97 * 20000
+        if "cache_hits_c8" in out:
+            c8 = out["cache_hits_c8"]
+            targets["cache_hits_per_s>=20000_with_p99_us<2000"] = c8["rps"] >= 20000 and c8["p99_us"] < 2000
         if "shell_first_byte_us" in out:
             targets["shell_first_byte_p99_us<5000"] = out["shell_first_byte_us"]["p99_us"] < 5000
         out["targets_met"] = targets
@@ -592,9 +594,11 @@ def main():
         if "memory" in out:
             print(f"  RSS per in-flight interaction: {out['memory']['per_interaction_kb']} KB (target <= 100)")
         if "cache_hits" in out:
-            ch, cr = out["cache_hits"], out["cache_hits_rate"]
-            print(f"  cache hits: {ch['rps']:.0f}/s (closed loop, c={ch['concurrency']}; target >= 20000); at 20000/s "
-                  f"p50 {cr['p50_us']:.0f} us, p99 {cr['p99_us']:.0f} us (target < 2000), {cr['rps']:.0f}/s served")
+            ch, cr, c8 = out["cache_hits"], out["cache_hits_rate"], out["cache_hits_c8"]
+            print(f"  cache hits, 8 clients: {c8['rps']:.0f}/s with p50 {c8['p50_us']:.0f} us, p99 {c8['p99_us']:.0f} us "
+                  f"(target: >= 20000/s with p99 < 2000 us)")
+            print(f"  cache hits, most: {ch['rps']:.0f}/s (closed loop, c={ch['concurrency']}, p99 {ch['p99_us']:.0f} us); "
+                  f"open loop at 20000/s: p50 {cr['p50_us']:.0f} us, p99 {cr['p99_us']:.0f} us, {cr['rps']:.0f}/s served")
             if "static_floor_rate" in out:
                 fl = out["static_floor_rate"]
                 print(f"  floor, a static file at 20000/s on the same server: p50 {fl['p50_us']:.0f} us, "
