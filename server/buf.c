@@ -143,3 +143,71 @@ void fig_buf_free(fig_buf_t *b)
     b->data = NULL;
     b->len = b->cap = 0;
 }
+
+int fig_utf8_seq(const void *str, size_t len)
+{
+    const unsigned char *s = str;
+    unsigned char c = s[0];
+    if (c < 0x80)
+        return 1;
+    size_t n;
+    unsigned lo = 0x80, hi = 0xBF; /* the second byte's range: excludes overlongs, surrogates, > U+10FFFF */
+    if (c >= 0xC2 && c <= 0xDF) {
+        n = 2;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+        n = 3;
+        if (c == 0xE0)
+            lo = 0xA0;
+        else if (c == 0xED)
+            hi = 0x9F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        n = 4;
+        if (c == 0xF0)
+            lo = 0x90;
+        else if (c == 0xF4)
+            hi = 0x8F;
+    } else {
+        return 0;
+    }
+    for (size_t i = 1; i < n; i++) {
+        if (i >= len)
+            return -1;
+        unsigned l = i == 1 ? lo : 0x80, h = i == 1 ? hi : 0xBF;
+        if (s[i] < l || s[i] > h)
+            return 0;
+    }
+    return (int)n;
+}
+
+int fig_utf8_is_text(const void *str, size_t len, int cut)
+{
+    const unsigned char *s = str;
+    for (size_t i = 0; i < len;) {
+        if (s[i] == 0)
+            return 0;
+        int k = fig_utf8_seq(s + i, len - i);
+        if (k < 0)
+            return cut;
+        if (k == 0)
+            return 0;
+        i += (size_t)k;
+    }
+    return 1;
+}
+
+void fig_buf_append_utf8_clean(fig_buf_t *b, const char *str, size_t len)
+{
+    const unsigned char *s = (const unsigned char *)str;
+    size_t run = 0; /* start of the valid bytes not yet appended */
+    for (size_t i = 0; i < len;) {
+        int k = s[i] == 0 ? 0 : fig_utf8_seq(s + i, len - i);
+        if (k > 0) {
+            i += (size_t)k;
+            continue;
+        }
+        fig_buf_append(b, str + run, i - run);
+        fig_buf_append(b, "\xEF\xBF\xBD", 3);
+        run = ++i;
+    }
+    fig_buf_append(b, str + run, len - run);
+}

@@ -28,6 +28,17 @@ void fig_buf_vappendf(fig_buf_t *b, const char *fmt, va_list ap);
 /* Appends s with & < > " ' escaped for HTML text and attribute values. */
 void fig_buf_append_html(fig_buf_t *b, const char *s, size_t n);
 void fig_buf_reset(fig_buf_t *b);
+
+/* UTF-8 as RFC 3629 has it (no overlongs, surrogates or values above U+10FFFF): the
+ * length (1..4) of the sequence at s[0..len), 0 when it is invalid, -1 when s[0..len)
+ * is the valid start of a sequence that the end of the buffer cut short. */
+int fig_utf8_seq(const void *s, size_t len);
+/* 1 when s[0..len) is UTF-8 text without NUL bytes; `cut` says the data goes on past
+ * len, so a character cut at the end is not held against it. */
+int fig_utf8_is_text(const void *s, size_t len, int cut);
+/* Appends s[0..len) with every NUL byte and every byte that does not start a valid
+ * (complete) sequence replaced by U+FFFD. */
+void fig_buf_append_utf8_clean(fig_buf_t *b, const char *s, size_t len);
 /* Returns the NUL-terminated data (never NULL; "" for an empty buffer) and empties b. */
 char *fig_buf_steal(fig_buf_t *b);
 void fig_buf_free(fig_buf_t *b);

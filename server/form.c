@@ -42,41 +42,6 @@ static int form_hexval(unsigned char c)
     return -1;
 }
 
-/* Strict UTF-8 (RFC 3629): no overlongs, no surrogates, nothing above U+10FFFF.
- * Returns the length of the sequence at s, or 0 when it is invalid. */
-static size_t form_utf8_seq(const unsigned char *s, size_t len)
-{
-    unsigned char c = s[0];
-    if (c < 0x80)
-        return 1;
-    size_t n;
-    unsigned lo = 0x80, hi = 0xBF;
-    if (c >= 0xC2 && c <= 0xDF)
-        n = 2;
-    else if (c >= 0xE0 && c <= 0xEF) {
-        n = 3;
-        if (c == 0xE0)
-            lo = 0xA0;
-        else if (c == 0xED)
-            hi = 0x9F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        n = 4;
-        if (c == 0xF0)
-            lo = 0x90;
-        else if (c == 0xF4)
-            hi = 0x8F;
-    } else
-        return 0;
-    if (len < n)
-        return 0;
-    if (s[1] < lo || s[1] > hi)
-        return 0;
-    for (size_t i = 2; i < n; i++)
-        if (s[i] < 0x80 || s[i] > 0xBF)
-            return 0;
-    return n;
-}
-
 /* 1 when s[0..len) is valid UTF-8 without NUL bytes. */
 static int form_text_ok(const char *s, size_t len)
 {
@@ -85,10 +50,10 @@ static int form_text_ok(const char *s, size_t len)
     while (i < len) {
         if (p[i] == 0)
             return 0;
-        size_t n = form_utf8_seq(p + i, len - i);
-        if (n == 0)
+        int n = fig_utf8_seq(p + i, len - i);
+        if (n <= 0)
             return 0;
-        i += n;
+        i += (size_t)n;
     }
     return 1;
 }

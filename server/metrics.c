@@ -191,25 +191,9 @@ static char *metrics_label_clean(const char *s)
     int changed = n > METRICS_LABEL_MAX;
     while (i < n && o < METRICS_LABEL_MAX) {
         const unsigned char *u = (const unsigned char *)s + i;
-        size_t len = 0;
-        unsigned cp = 0, min = 0;
-        if (u[0] < 0x80)
-            len = 1, cp = u[0];
-        else if (u[0] >= 0xc2 && u[0] <= 0xdf)
-            len = 2, cp = u[0] & 0x1f, min = 0x80;
-        else if (u[0] >= 0xe0 && u[0] <= 0xef)
-            len = 3, cp = u[0] & 0x0f, min = 0x800;
-        else if (u[0] >= 0xf0 && u[0] <= 0xf4)
-            len = 4, cp = u[0] & 0x07, min = 0x10000;
-        int ok = len > 0 && len <= n - i;
-        for (size_t k = 1; ok && k < len; k++) {
-            if ((u[k] & 0xc0) != 0x80)
-                ok = 0;
-            cp = (cp << 6) | (u[k] & 0x3f);
-        }
-        if (ok && (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)))
-            ok = 0;
-        if (ok) {
+        int k = fig_utf8_seq(u, n - i);
+        if (k > 0) {
+            size_t len = (size_t)k;
             memcpy(out + o, u, len);
             o += len;
             i += len;

@@ -24,46 +24,14 @@ static void md_out(const MD_CHAR *text, MD_SIZE size, void *ud)
     fig_buf_append(ud, text, size);
 }
 
-/* Length of the valid UTF-8 sequence at s (n bytes left), or 0. */
-static size_t utf8_len(const unsigned char *s, size_t n)
-{
-    size_t len = s[0] < 0x80 ? 1 : s[0] >= 0xC2 && s[0] <= 0xDF ? 2 : s[0] >= 0xE0 && s[0] <= 0xEF ? 3
-                                 : s[0] >= 0xF0 && s[0] <= 0xF4 ? 4 : 0;
-    if (len == 0 || len > n)
-        return 0;
-    for (size_t i = 1; i < len; i++)
-        if ((s[i] & 0xC0) != 0x80)
-            return 0;
-    if ((s[0] == 0xE0 && s[1] < 0xA0) || (s[0] == 0xED && s[1] > 0x9F) || (s[0] == 0xF0 && s[1] < 0x90) ||
-        (s[0] == 0xF4 && s[1] > 0x8F))
-        return 0; /* overlong, surrogate, or past U+10FFFF */
-    return len;
-}
-
-/* md4c 0.4.8 reads past the end of a truncated UTF-8 sequence at the end of its
- * input, so it only ever sees valid UTF-8 (invalid bytes become U+FFFD). */
-static void utf8_clean(fig_buf_t *b, const char *s, size_t n)
-{
-    const unsigned char *u = (const unsigned char *)s;
-    fig_buf_reserve(b, n);
-    for (size_t i = 0; i < n;) {
-        size_t l = utf8_len(u + i, n - i);
-        if (l == 0) {
-            fig_buf_append(b, "\xEF\xBF\xBD", 3);
-            i++;
-        } else {
-            fig_buf_append(b, s + i, l);
-            i += l;
-        }
-    }
-    fig_buf_append(b, "", 0);
-}
-
 char *render_markdown(const char *md, size_t len, size_t *out_len)
 {
     fig_buf_t in = FIG_BUF_INIT, out = FIG_BUF_INIT;
     unsigned flags = MD_FLAG_TABLES | MD_FLAG_STRIKETHROUGH | MD_FLAG_TASKLISTS | MD_FLAG_PERMISSIVEAUTOLINKS;
-    utf8_clean(&in, md != NULL ? md : "", md != NULL ? len : 0);
+    /* md4c 0.4.8 reads past the end of a truncated UTF-8 sequence at the end of its
+     * input, so it only ever sees valid UTF-8: invalid bytes (and NUL, which CommonMark
+     * turns into U+FFFD anyway) become U+FFFD */
+    fig_buf_append_utf8_clean(&in, md != NULL ? md : "", md != NULL ? len : 0);
     int rc = in.len > (MD_SIZE)-1 ? -1 : md_html(in.data, (MD_SIZE)in.len, md_out, &out, flags,
                                                   MD_HTML_FLAG_SKIP_UTF8_BOM);
     fig_buf_free(&in);

@@ -168,42 +168,13 @@ static int trace_id_valid(const char *id)
     return n == 32;
 }
 
-/* Length of the valid UTF-8 sequence at s (at most n bytes), or 0 if invalid. */
-static size_t trace_utf8_seq(const unsigned char *s, size_t n)
-{
-    unsigned c = s[0];
-    size_t len;
-    unsigned min;
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xc2 && c <= 0xdf)
-        len = 2, min = 0x80;
-    else if (c >= 0xe0 && c <= 0xef)
-        len = 3, min = 0x800;
-    else if (c >= 0xf0 && c <= 0xf4)
-        len = 4, min = 0x10000;
-    else
-        return 0;
-    if (len > n)
-        return 0;
-    unsigned cp = c & (0xff >> (len + 1));
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (s[i] & 0x3f);
-    }
-    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;
-    return len;
-}
-
 static int trace_utf8_valid(const char *s, size_t n)
 {
     for (size_t i = 0; i < n;) {
-        size_t l = trace_utf8_seq((const unsigned char *)s + i, n - i);
-        if (l == 0)
+        int l = fig_utf8_seq(s + i, n - i);
+        if (l <= 0)
             return 0;
-        i += l;
+        i += (size_t)l;
     }
     return 1;
 }
@@ -216,16 +187,7 @@ static json_t *trace_json_text(const char *s, size_t n)
     if (v != NULL)
         return v;
     fig_buf_t b = FIG_BUF_INIT;
-    for (size_t i = 0; i < n;) {
-        size_t l = trace_utf8_seq((const unsigned char *)s + i, n - i);
-        if (l == 0 || (l == 1 && s[i] == '\0')) {
-            fig_buf_append(&b, "\xef\xbf\xbd", 3);
-            i++;
-        } else {
-            fig_buf_append(&b, s + i, l);
-            i += l;
-        }
-    }
+    fig_buf_append_utf8_clean(&b, s, n);
     v = json_stringn(b.data ? b.data : "", b.len);
     fig_buf_free(&b);
     return v ? v : json_string("");

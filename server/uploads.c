@@ -46,42 +46,6 @@ static int uploads_name_char(unsigned char c)
            c == '-';
 }
 
-/* Length of a well-formed UTF-8 sequence at s (no overlongs, surrogates or values
- * above U+10FFFF); 0 when invalid; -1 when s[0..len) is a valid but incomplete prefix
- * (the sniffing window cut a character). */
-static int uploads_utf8_seq(const unsigned char *s, size_t len)
-{
-    unsigned char c = s[0];
-    if (c < 0x80)
-        return 1;
-    size_t n;
-    unsigned lo = 0x80, hi = 0xBF;
-    if (c >= 0xC2 && c <= 0xDF)
-        n = 2;
-    else if (c >= 0xE0 && c <= 0xEF) {
-        n = 3;
-        if (c == 0xE0)
-            lo = 0xA0;
-        else if (c == 0xED)
-            hi = 0x9F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        n = 4;
-        if (c == 0xF0)
-            lo = 0x90;
-        else if (c == 0xF4)
-            hi = 0x8F;
-    } else
-        return 0;
-    for (size_t i = 1; i < n; i++) {
-        if (i >= len)
-            return -1;
-        unsigned l = i == 1 ? lo : 0x80, h = i == 1 ? hi : 0xBF;
-        if (s[i] < l || s[i] > h)
-            return 0;
-    }
-    return (int)n;
-}
-
 char *uploads_sanitize_name(const char *name, size_t len)
 {
     if (name == NULL)
@@ -101,7 +65,7 @@ char *uploads_sanitize_name(const char *name, size_t len)
             continue;
         }
         /* One '_' per character, not per byte: "résumé" -> "r_sum_". */
-        int n = uploads_utf8_seq(p, len - i);
+        int n = fig_utf8_seq(p, len - i);
         fig_buf_append(&b, "_", 1);
         i += n > 0 ? (size_t)n : 1;
     }
@@ -408,24 +372,6 @@ static const char *uploads_mime(const char *name, int is_text)
     return is_text ? "text/plain" : "application/octet-stream";
 }
 
-/* 1 when buf[0..n) is UTF-8 text without NUL; `cut` means the file goes on, so an
- * incomplete character at the end is not held against it. */
-static int uploads_is_text(const unsigned char *buf, size_t n, int cut)
-{
-    size_t i = 0;
-    while (i < n) {
-        if (buf[i] == 0)
-            return 0;
-        int k = uploads_utf8_seq(buf + i, n - i);
-        if (k < 0)
-            return cut;
-        if (k == 0)
-            return 0;
-        i += (size_t)k;
-    }
-    return 1;
-}
-
 /* The first lines of a text buffer, as uploads.h describes. Caller frees. */
 static char *uploads_first_lines(const unsigned char *buf, size_t n)
 {
@@ -446,7 +392,7 @@ static char *uploads_first_lines(const unsigned char *buf, size_t n)
             fig_buf_append(&b, "\n", 1);
             continue;
         }
-        int k = uploads_utf8_seq(buf + i, n - i);
+        int k = fig_utf8_seq(buf + i, n - i);
         if (k <= 0 || b.len + (size_t)k > UPLOADS_FIRST_BYTES)
             break; /* a cut character, or the byte cap: stop on a character boundary */
         fig_buf_append(&b, (const char *)buf + i, (size_t)k);
@@ -481,7 +427,7 @@ static json_t *uploads_describe(int dfd, const char *name)
     }
     close(fd);
     int cut = (long long)st.st_size > (long long)n;
-    int text = uploads_is_text(buf, n, cut);
+    int text = fig_utf8_is_text(buf, n, cut);
     json_t *o = json_object();
     json_object_set_new(o, "name", json_string(name));
     json_object_set_new(o, "size", json_integer((json_int_t)st.st_size));

@@ -29,57 +29,6 @@
 #include <string.h>
 #include <strings.h>
 
-/* ------------------------------------------------------------------ UTF-8 */
-
-void html_text_utf8_clean(const char *s, size_t len, fig_buf_t *out)
-{
-    static const char repl[] = "\xEF\xBF\xBD";
-    const unsigned char *p = (const unsigned char *)s, *end = p + len;
-    fig_buf_reserve(out, len + 1);
-    while (p < end) {
-        const unsigned char *run = p;
-        while (p < end && *p >= 0x01 && *p < 0x80)
-            p++;
-        if (p > run)
-            fig_buf_append(out, (const char *)run, (size_t)(p - run));
-        if (p >= end)
-            break;
-        unsigned c = *p;
-        size_t n = 0;
-        unsigned char lo = 0x80, hi = 0xBF;
-        if (c >= 0xC2 && c <= 0xDF)
-            n = 1;
-        else if (c >= 0xE0 && c <= 0xEF) {
-            n = 2;
-            if (c == 0xE0)
-                lo = 0xA0;
-            else if (c == 0xED)
-                hi = 0x9F; /* no UTF-16 surrogates */
-        } else if (c >= 0xF0 && c <= 0xF4) {
-            n = 3;
-            if (c == 0xF0)
-                lo = 0x90;
-            else if (c == 0xF4)
-                hi = 0x8F;
-        }
-        int ok = n > 0 && (size_t)(end - p) > n;
-        if (ok && (p[1] < lo || p[1] > hi))
-            ok = 0;
-        for (size_t i = 2; ok && i <= n; i++)
-            if (p[i] < 0x80 || p[i] > 0xBF)
-                ok = 0;
-        if (ok) {
-            fig_buf_append(out, (const char *)p, n + 1);
-            p += n + 1;
-        } else {
-            fig_buf_append(out, repl, 3); /* NUL, a stray or truncated byte: one replacement each */
-            p++;
-        }
-    }
-    if (out->data == NULL)
-        fig_buf_append(out, "", 0);
-}
-
 /* --------------------------------------------------------- the pre-pass */
 
 /* The kept tags, alphabetical; the index is the tag id (< 64: sets are bitmasks). */
@@ -791,7 +740,7 @@ static const char *walk_title(GumboNode *root)
 void html_text_reduce(const char *html, size_t len, const char *base_url, fig_buf_t *out)
 {
     fig_buf_t clean = FIG_BUF_INIT, bounded = FIG_BUF_INIT;
-    html_text_utf8_clean(html, len, &clean);
+    fig_buf_append_utf8_clean(&clean, html, len);
     html_text_bound(clean.data, clean.len, &bounded);
     fig_buf_free(&clean);
     fig_buf_append(&bounded, "", 0);

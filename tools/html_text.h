@@ -31,7 +31,4 @@
  * Linear in the input size: nesting deeper than HTML_TEXT_MAX_DEPTH is flattened. */
 void html_text_reduce(const char *html, size_t len, const char *base_url, fig_buf_t *out);
 
-/* Appends s with every invalid UTF-8 sequence and NUL byte replaced by U+FFFD. */
-void html_text_utf8_clean(const char *s, size_t len, fig_buf_t *out);
-
 #endif

@@ -516,10 +516,10 @@ static void fetch_result(fetch_t *f, const char *content_type, fig_buf_t *out, i
         }
         fig_buf_t latin = content;
         content = (fig_buf_t)FIG_BUF_INIT;
-        html_text_utf8_clean(latin.data ? latin.data : "", latin.len, &content);
+        fig_buf_append_utf8_clean(&content, latin.data ? latin.data : "", latin.len);
         fig_buf_free(&latin);
     } else {
-        html_text_utf8_clean(f->resp.data ? f->resp.data : "", f->resp.len, &content);
+        fig_buf_append_utf8_clean(&content, f->resp.data ? f->resp.data : "", f->resp.len);
     }
     if (kind == CT_HTML) {
         fig_buf_t text = FIG_BUF_INIT;
@@ -761,7 +761,7 @@ static void *fetch_start(tool_ctx_t *ctx, struct http_client *http, const json_t
             else
                 fig_buf_appendf(&err, "Body (%zu bytes):\n", body_len);
             size_t shown = body_len > FETCH_CONFIRM_BODY_SHOWN ? FETCH_CONFIRM_BODY_SHOWN : body_len;
-            html_text_utf8_clean(f->req_body ? f->req_body : "", shown, &err);
+            fig_buf_append_utf8_clean(&err, f->req_body ? f->req_body : "", shown);
             if (body_len > FETCH_CONFIRM_BODY_SHOWN)
                 fig_buf_append_str(&err, "\n[... cut]");
         }

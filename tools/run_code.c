@@ -54,70 +54,6 @@
 #define RUN_CODE_PREVIEW_BYTES 500
 #define RUN_CODE_SNIFF_BYTES 4096
 
-/* Length of the valid UTF-8 sequence at s (1..4), or 0 when invalid/incomplete. */
-static size_t run_code_utf8_seq(const unsigned char *s, size_t n)
-{
-    unsigned c = s[0];
-    size_t len;
-    unsigned min;
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xC2 && c <= 0xDF)
-        len = 2, min = 0x80;
-    else if (c >= 0xE0 && c <= 0xEF)
-        len = 3, min = 0x800;
-    else if (c >= 0xF0 && c <= 0xF4)
-        len = 4, min = 0x10000;
-    else
-        return 0;
-    if (n < len)
-        return 0;
-    unsigned cp = c & (0x7F >> len);
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xC0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (s[i] & 0x3F);
-    }
-    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-        return 0;
-    return len;
-}
-
-/* Appends s with invalid UTF-8 and NUL bytes replaced by U+FFFD. */
-static void run_code_append_utf8(fig_buf_t *b, const char *s, size_t n)
-{
-    const unsigned char *p = (const unsigned char *)s;
-    size_t i = 0, run = 0;
-    while (i < n) {
-        size_t l = p[i] == 0 ? 0 : run_code_utf8_seq(p + i, n - i);
-        if (l == 0) {
-            fig_buf_append(b, s + run, i - run);
-            fig_buf_append_str(b, "\xEF\xBF\xBD");
-            i++;
-            run = i;
-            continue;
-        }
-        i += l;
-    }
-    fig_buf_append(b, s + run, n - run);
-}
-
-/* Text: the first RUN_CODE_SNIFF_BYTES are UTF-8 without NUL (a character cut at
- * the sniff boundary is fine). */
-static int run_code_is_text(const unsigned char *d, size_t len)
-{
-    size_t n = len < RUN_CODE_SNIFF_BYTES ? len : RUN_CODE_SNIFF_BYTES;
-    for (size_t i = 0; i < n;) {
-        if (d[i] == 0)
-            return 0;
-        size_t l = run_code_utf8_seq(d + i, n - i);
-        if (l == 0)
-            return n < len && n - i < 4; /* cut by the sniff window */
-        i += l;
-    }
-    return 1;
-}
-
 static void run_code_preview(fig_buf_t *b, const unsigned char *d, size_t len)
 {
     size_t n = len < RUN_CODE_PREVIEW_BYTES ? len : RUN_CODE_PREVIEW_BYTES;
@@ -129,7 +65,7 @@ static void run_code_preview(fig_buf_t *b, const unsigned char *d, size_t len)
         while (end < n && d[end] != '\n' && d[end] != '\r')
             end++;
         fig_buf_append_str(b, "  | ");
-        run_code_append_utf8(b, (const char *)d + pos, end - pos);
+        fig_buf_append_utf8_clean(b, (const char *)d + pos, end - pos);
         fig_buf_append_str(b, "\n");
         if (end < n && d[end] == '\r' && end + 1 < n && d[end + 1] == '\n')
             end++;
@@ -241,7 +177,7 @@ static void run_code_block(fig_buf_t *b, const char *label, const fig_buf_t *dat
     if (data->len == 0) {
         fig_buf_append_str(b, "(empty)\n");
     } else {
-        run_code_append_utf8(b, data->data, data->len);
+        fig_buf_append_utf8_clean(b, data->data, data->len);
         if (data->data[data->len - 1] != '\n')
             fig_buf_append_str(b, "\n");
     }
@@ -290,7 +226,8 @@ static void run_code_format(fig_buf_t *b, const sandbox_result_t *r, const sandb
             if (!saved)
                 fig_buf_appendf(b, " [not saved: %s]", dfd >= 0 ? serr.msg : derr.msg);
             fig_buf_append_str(b, "\n");
-            if (run_code_is_text(f->data, f->len))
+            if (fig_utf8_is_text(f->data, f->len < RUN_CODE_SNIFF_BYTES ? f->len : RUN_CODE_SNIFF_BYTES,
+                                 f->len > RUN_CODE_SNIFF_BYTES))
                 run_code_preview(b, f->data, f->len);
         }
         if (dfd >= 0)

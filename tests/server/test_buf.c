@@ -86,9 +86,43 @@ static void test_steal(void **s)
     free(d);
 }
 
+
+/* The one UTF-8 checker (form fields, uploads, fetched pages, code output use it). */
+static void test_utf8(void **state)
+{
+    (void)state;
+    assert_int_equal(fig_utf8_seq("a", 1), 1);
+    assert_int_equal(fig_utf8_seq("\xC3\xA9", 2), 2);             /* é */
+    assert_int_equal(fig_utf8_seq("\xE2\x82\xAC", 3), 3);         /* € */
+    assert_int_equal(fig_utf8_seq("\xF0\x9F\x98\x80", 4), 4);     /* 😀 */
+    assert_int_equal(fig_utf8_seq("\xC0\x80", 2), 0);              /* overlong NUL */
+    assert_int_equal(fig_utf8_seq("\xE0\x80\xAF", 3), 0);         /* overlong */
+    assert_int_equal(fig_utf8_seq("\xED\xA0\x80", 3), 0);         /* surrogate */
+    assert_int_equal(fig_utf8_seq("\xF4\x90\x80\x80", 4), 0);     /* above U+10FFFF */
+    assert_int_equal(fig_utf8_seq("\x80", 1), 0);                  /* a lone continuation byte */
+    assert_int_equal(fig_utf8_seq("\xE2\x82", 2), -1);             /* cut short */
+    assert_int_equal(fig_utf8_seq("\xE2\x28", 2), 0);              /* bad second byte */
+
+    assert_true(fig_utf8_is_text("plain \xC3\xA9", 8, 0));
+    assert_false(fig_utf8_is_text("a\0b", 3, 0));
+    assert_false(fig_utf8_is_text("\xE2\x82", 2, 0));
+    assert_true(fig_utf8_is_text("\xE2\x82", 2, 1));               /* the data goes on */
+    assert_false(fig_utf8_is_text("\xFF", 1, 1));
+
+    fig_buf_t b = FIG_BUF_INIT;
+    fig_buf_append_utf8_clean(&b, "a\0b\xFF\xC3\xA9\xE2\x82", 8);
+    assert_string_equal(b.data, "a\xEF\xBF\xBD" "b\xEF\xBF\xBD\xC3\xA9\xEF\xBF\xBD\xEF\xBF\xBD");
+    fig_buf_free(&b);
+    fig_buf_append_utf8_clean(&b, "", 0);
+    assert_non_null(b.data);
+    assert_int_equal(b.len, 0);
+    fig_buf_free(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_utf8),
         cmocka_unit_test(test_append_and_grow), cmocka_unit_test(test_appendf),
         cmocka_unit_test(test_html), cmocka_unit_test(test_steal),
     };
