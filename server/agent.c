@@ -213,11 +213,7 @@ static void finish(interaction_t *ix, int status, const char *outcome)
         ix->env->in_flight--;
     }
     if (!ix->recorded && (ix->rec.attempts > 0 || (status == 200 && ix->page_html != NULL))) {
-        ix->job.run = record_run;
-        ix->job.done = record_done;
-        ix->job.receiver = ix->env->receiver;
-        interaction_ref(ix);
-        worker_submit(ix->env->workers, &ix->job);
+        agent_submit(ix, ix->env->workers, record_run, record_done);
     }
     if (ix->prefetch)
         interaction_unref(ix); /* the reference prefetch_start kept in place of a request's */
@@ -316,12 +312,7 @@ static void fail_upstream(interaction_t *ix, const fig_err_t *err)
         return;
     }
     ix->fail_err = *err;
-    fig_err_clear(&ix->job_err);
-    ix->job.run = stale_run;
-    ix->job.done = stale_done;
-    ix->job.receiver = ix->env->receiver;
-    interaction_ref(ix);
-    worker_submit(ix->env->workers, &ix->job);
+    agent_submit(ix, ix->env->workers, stale_run, stale_done);
 }
 
 static long time_left_ms(const interaction_t *ix)
@@ -486,11 +477,7 @@ static int cache_lookup(interaction_t *ix)
         return 1;
     default: /* lead: maybe the page survived a restart in the store */
         ix->cache_mode = 1;
-        ix->job.run = cache_db_run;
-        ix->job.done = cache_db_done;
-        ix->job.receiver = ix->env->receiver;
-        interaction_ref(ix);
-        worker_submit(ix->env->workers, &ix->job);
+        agent_submit(ix, ix->env->workers, cache_db_run, cache_db_done);
         return 1;
     }
 }
@@ -612,12 +599,7 @@ void agent_start(interaction_t *ix)
         }
         memcpy(ix->session.id, id, sizeof(id));
     }
-    fig_err_clear(&ix->job_err);
-    ix->job.run = load_session_run;
-    ix->job.done = load_session_done;
-    ix->job.receiver = ix->env->receiver;
-    interaction_ref(ix);
-    worker_submit(ix->env->workers, &ix->job);
+    agent_submit(ix, ix->env->workers, load_session_run, load_session_done);
 }
 
 /* ---- step 2: ask the model ---- */
@@ -947,26 +929,17 @@ static void run_next_tool(interaction_t *ix)
         json_error_t jerr;
         json_t *args = json_loadb(c->arguments.data ? c->arguments.data : "", c->arguments.len, 0, &jerr);
         if (args == NULL) {
-            fig_buf_t b = FIG_BUF_INIT;
-            fig_buf_appendf(&b,
-                            "error: the arguments are not valid JSON (%s at position %d); call the tool again "
-                            "with a JSON object that matches its schema",
-                            jerr.text, jerr.position);
-            add_tool_result(ix, c, b.data, 0);
-            fig_buf_free(&b);
+            char *why = tools_bad_arguments_text(&jerr);
+            add_tool_result(ix, c, why, 0);
+            free(why);
             ix->tool_index++;
             continue;
         }
         ix->step_start_ns = interaction_now_ns();
         if (tool->kind == TOOL_IN_WORKER || tool->kind == TOOL_IN_SANDBOX) {
             json_decref(args);
-            fig_err_clear(&ix->job_err);
-            ix->job.run = tool_job_run;
-            ix->job.done = tool_job_done;
-            ix->job.receiver = ix->env->receiver;
-            interaction_ref(ix);
-            worker_submit(tool->kind == TOOL_IN_SANDBOX && ix->env->sandbox ? ix->env->sandbox : ix->env->workers,
-                          &ix->job);
+            agent_submit(ix, tool->kind == TOOL_IN_SANDBOX && ix->env->sandbox ? ix->env->sandbox : ix->env->workers,
+                         tool_job_run, tool_job_done);
             return;
         }
         tool_ctx_t tctx = tool_context(ix);
@@ -1054,12 +1027,7 @@ static void pause_for_confirmation(interaction_t *ix, char *description)
                                                   waiting->arguments.data ? waiting->arguments.data : "",
                                                   "result", "(waiting for the user's confirmation)", "ms", 0.0,
                                                   "is_error", 0));
-    fig_err_clear(&ix->job_err);
-    ix->job.run = pause_save_run;
-    ix->job.done = pause_save_done;
-    ix->job.receiver = ix->env->receiver;
-    interaction_ref(ix);
-    worker_submit(ix->env->workers, &ix->job);
+    agent_submit(ix, ix->env->workers, pause_save_run, pause_save_done);
 }
 
 /* The user answered a confirmation page: continue the parked conversation. */
@@ -1204,15 +1172,21 @@ static void save_and_respond(interaction_t *ix)
     render_page_free(&page);
     ix->rec.render_ms = (double)(interaction_now_ns() - t0) / 1e6;
 
-    fig_err_clear(&ix->job_err);
-    ix->job.run = save_session_run;
-    ix->job.done = save_session_done;
-    ix->job.receiver = ix->env->receiver;
-    interaction_ref(ix);
-    worker_submit(ix->env->workers, &ix->job);
+    agent_submit(ix, ix->env->workers, save_session_run, save_session_done);
 }
 
 /* ---- for the other parts of the agent (agent_internal.h) ---- */
+
+void agent_submit(interaction_t *ix, worker_pool_t *pool, void (*run)(worker_job_t *, worker_thread_t *),
+                  void (*done)(worker_job_t *))
+{
+    fig_err_clear(&ix->job_err);
+    ix->job.run = run;
+    ix->job.done = done;
+    ix->job.receiver = ix->env->receiver;
+    interaction_ref(ix); /* the job's, released by done */
+    worker_submit(pool, &ix->job);
+}
 
 void agent_ask_model(interaction_t *ix)
 {

@@ -17,6 +17,11 @@
 extern h2o_req_t agent_no_client;
 
 /* ---- agent.c ---- */
+/* Runs run(ix) on a thread of pool, then done(ix) back on ix's loop: clears
+ * ix->job_err and takes a reference on ix that done must release. One job per
+ * interaction at a time (ix->job). */
+void agent_submit(interaction_t *ix, worker_pool_t *pool, void (*run)(worker_job_t *, worker_thread_t *),
+                  void (*done)(worker_job_t *));
 void agent_ask_model(interaction_t *ix);
 void agent_fail(interaction_t *ix, int status, const char *outcome, const char *heading, const char *message);
 void agent_finish(interaction_t *ix, int status, const char *outcome);

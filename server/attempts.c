@@ -355,15 +355,10 @@ void attempt_answered(interaction_t *child)
 {
     attempt_t *a = child->attempt;
     a->state = 1;
-    fig_err_clear(&child->job_err);
-    child->job.run = attempt_verify_run;
-    child->job.done = attempt_verify_done;
-    child->job.receiver = child->env->receiver;
-    interaction_ref(child);
     worker_pool_t *pool = a->action->verify_python != NULL && child->env->sandbox != NULL
                               ? child->env->sandbox
                               : child->env->workers;
-    worker_submit(pool, &child->job);
+    agent_submit(child, pool, attempt_verify_run, attempt_verify_done);
 }
 
 /* The winner's writes onto the real database, in one transaction, and its files back. */
@@ -458,12 +453,7 @@ static void attempt_won(interaction_t *parent, interaction_t *child)
     for (int i = 0; i < set->n; i++)
         if (i != set->winner)
             attempt_cancel(set->children[i]);
-    fig_err_clear(&parent->job_err);
-    parent->job.run = attempt_apply_run;
-    parent->job.done = attempt_apply_done;
-    parent->job.receiver = parent->env->receiver;
-    interaction_ref(parent);
-    worker_submit(parent->env->workers, &parent->job);
+    agent_submit(parent, parent->env->workers, attempt_apply_run, attempt_apply_done);
 }
 
 void attempts_start(interaction_t *ix, const app_action_t *action)
@@ -511,12 +501,7 @@ void attempts_start(interaction_t *ix, const app_action_t *action)
         c->messages = json_deep_copy(ix->messages);
         set->children[i] = c;
     }
-    fig_err_clear(&ix->job_err);
-    ix->job.run = attempts_prepare_run;
-    ix->job.done = attempts_prepare_done;
-    ix->job.receiver = ix->env->receiver;
-    interaction_ref(ix);
-    worker_submit(ix->env->workers, &ix->job);
+    agent_submit(ix, ix->env->workers, attempts_prepare_run, attempts_prepare_done);
 }
 
 void agent_attempts_free(interaction_t *ix)

@@ -273,17 +273,12 @@ int tool_cli_main(int argc, char **argv)
     }
 
     /* The arguments are the model's text: a parse failure is the tool's error, in the
-     * agent's words, not a usage error. */
+     * agent's words (tools_bad_arguments_text), not a usage error. */
     json_error_t jerr;
     args = json_loadb(o.args, strlen(o.args), 0, &jerr);
     int status = TOOL_ERROR;
     if (args == NULL) {
-        fig_buf_t b = FIG_BUF_INIT;
-        fig_buf_appendf(&b,
-                        "error: the arguments are not valid JSON (%s at position %d); call the tool again "
-                        "with a JSON object that matches its schema",
-                        jerr.text, jerr.position);
-        text = fig_buf_steal(&b);
+        text = tools_bad_arguments_text(&jerr);
     } else {
         tool_ctx_t ctx = {
             .app = app,

@@ -80,3 +80,13 @@ json_t *tools_schemas(const app_t *app)
     }
     return list;
 }
+
+char *tools_bad_arguments_text(const json_error_t *jerr)
+{
+    fig_buf_t b = FIG_BUF_INIT;
+    fig_buf_appendf(&b,
+                    "error: the arguments are not valid JSON (%s at position %d); call the tool again with a JSON "
+                    "object that matches its schema",
+                    jerr->text, jerr->position);
+    return fig_buf_steal(&b);
+}

@@ -74,6 +74,9 @@ typedef struct tool {
 /* The tools this app may use, in a stable order (sql, set_state, http_fetch, run_code). NULL when unknown
  * or not allowed for the app. */
 const tool_t *tools_find(const app_t *app, const char *name);
+/* The tool result for arguments that are not valid JSON (the agent and `figment tool`
+ * say the same). Caller frees. */
+char *tools_bad_arguments_text(const json_error_t *jerr);
 /* Array of {"name","description","parameters"} for the app, stable order. */
 json_t *tools_schemas(const app_t *app);
 
