@@ -200,10 +200,10 @@ int confirm_path_parse(const char *app, const char *path, char id[CONFIRM_ID_LEN
         return 0;
     const char *p = path + 1 + alen + 10;
     if (strlen(p) != CONFIRM_ID_LEN)
-        return 0;
+        return -1;
     for (size_t i = 0; i < CONFIRM_ID_LEN; i++)
         if (!((p[i] >= '0' && p[i] <= '9') || (p[i] >= 'a' && p[i] <= 'f')))
-            return 0;
+            return -1;
     memcpy(id, p, CONFIRM_ID_LEN + 1);
     return 1;
 }

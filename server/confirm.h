@@ -62,8 +62,9 @@ void confirm_pending_clear(confirm_pending_t *p);
 void confirm_page_html(fig_buf_t *out, const char *app, const char *tool, const char *id, const char *description,
                        const char *csrf_token, int ttl_s);
 
-/* Whether a path (normalized, no query) is a confirmation post: /<app>/_confirm/<id>.
- * Fills id when it is. */
+/* Whether a path (normalized, no query) is a confirmation post /<app>/_confirm/<id>:
+ * 1 with id filled; -1 when it is under /<app>/_confirm/ but names no valid id (a
+ * 404, never an interaction for the model); 0 when it is any other path. */
 int confirm_path_parse(const char *app, const char *path, char id[CONFIRM_ID_LEN + 1]);
 
 #endif

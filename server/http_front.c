@@ -181,8 +181,8 @@ static const char *reason_for(int status)
     return "Unknown";
 }
 
-/* Sends a complete HTML document (copied into the request's pool). */
-static void send_html(h2o_req_t *req, int status, const char *set_cookie, const char *html, size_t len)
+/* Status and headers of every HTML answer: whole pages, streamed pages, cache hits. */
+static void html_response_head(h2o_req_t *req, int status, const char *set_cookie)
 {
     if (stopping) /* draining: this connection closes after the answer */
         req->http1_is_persistent = 0;
@@ -193,6 +193,12 @@ static void send_html(h2o_req_t *req, int status, const char *set_cookie, const 
     add_security_headers(req);
     if (set_cookie != NULL)
         add_header(req, H2O_TOKEN_SET_COOKIE, set_cookie);
+}
+
+/* Sends a complete HTML document (copied into the request's pool). */
+static void send_html(h2o_req_t *req, int status, const char *set_cookie, const char *html, size_t len)
+{
+    html_response_head(req, status, set_cookie);
     h2o_send_inline(req, html, len);
 }
 
@@ -313,15 +319,7 @@ static void stream_begin(interaction_t *ix)
     s->beat_timer.cb = stream_on_beat;
     fig_timer_start(s->timers, &s->beat_timer, STREAM_BEAT_MS);
     ix->stream = s;
-    if (stopping)
-        req->http1_is_persistent = 0;
-    req->res.status = 200;
-    req->res.reason = "OK";
-    add_header(req, H2O_TOKEN_CONTENT_TYPE, "text/html; charset=utf-8");
-    add_header(req, H2O_TOKEN_CACHE_CONTROL, "no-store");
-    add_security_headers(req);
-    if (ix->new_session && ix->set_cookie != NULL)
-        add_header(req, H2O_TOKEN_SET_COOKIE, ix->set_cookie);
+    html_response_head(req, 200, ix->new_session ? ix->set_cookie : NULL);
     add_interaction_headers(req, ix);
     h2o_start_response(req, &s->super);
     layout_opts_t lo = {ix->rt->app->name, ix->rt->app->title, NULL};
@@ -363,16 +361,8 @@ static void respond_interaction(interaction_t *ix, int status)
     ix->req = NULL; /* exactly one response */
     add_interaction_headers(req, ix);
     if (ix->rec.cache_hit && ix->cache_entry != NULL) { /* the cached document with this session's token */
-        if (stopping)
-            req->http1_is_persistent = 0;
-        req->res.status = 200;
-        req->res.reason = "OK";
-        add_header(req, H2O_TOKEN_CONTENT_TYPE, "text/html; charset=utf-8");
-        add_header(req, H2O_TOKEN_CACHE_CONTROL, "no-store");
-        add_security_headers(req);
+        html_response_head(req, 200, ix->new_session ? ix->set_cookie : NULL);
         add_header_str(req, PAGE_CACHE_HEADER, "hit");
-        if (ix->new_session && ix->set_cookie != NULL)
-            add_header(req, H2O_TOKEN_SET_COOKIE, ix->set_cookie);
         size_t n = 0;
         h2o_iovec_t *iov = page_cache_entry_iov_pool(ix->cache_entry, ix->csrf_token, strlen(ix->csrf_token),
                                                      &req->pool, &n);
@@ -680,15 +670,13 @@ static void serve_app(server_thread_t *th, const app_runtime_t *rt, h2o_req_t *r
     int confirm_accept = 0;
     {
         char *npath = fig_strndup(req->path_normalized.base, req->path_normalized.len);
-        size_t alen = strlen(app->name);
-        int is_confirm_path = strncmp(npath + 1, app->name, alen) == 0 && strncmp(npath + 1 + alen, "/_confirm/", 10) == 0;
-        int parsed = is_confirm_path && confirm_path_parse(app->name, npath, confirm_id);
+        int parsed = confirm_path_parse(app->name, npath, confirm_id);
         free(npath);
-        if (is_confirm_path) {
+        if (parsed != 0) {
             const char *decision = json_string_value(json_object_get(form, "decision"));
             const char *problem = NULL;
             int status = 400;
-            if (!parsed) {
+            if (parsed < 0) {
                 status = 404;
                 problem = "There is no such confirmation. Go back to the app and try again.";
             } else if (!is_post) {

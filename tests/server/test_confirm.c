@@ -147,14 +147,17 @@ static void test_path_parse(void **s)
 {
     (void)s;
     char id[CONFIRM_ID_LEN + 1];
-    assert_true(confirm_path_parse("mail", "/mail/_confirm/0123456789abcdef0123456789abcdef", id));
+    assert_int_equal(confirm_path_parse("mail", "/mail/_confirm/0123456789abcdef0123456789abcdef", id), 1);
     assert_string_equal(id, "0123456789abcdef0123456789abcdef");
-    assert_false(confirm_path_parse("mail", "/mail/_confirm/0123456789ABCDEF0123456789abcdef", id));
-    assert_false(confirm_path_parse("mail", "/mail/_confirm/0123456789abcdef0123456789abcde", id));
-    assert_false(confirm_path_parse("mail", "/mail/_confirm/0123456789abcdef0123456789abcdef0", id));
-    assert_false(confirm_path_parse("mail", "/notes/_confirm/0123456789abcdef0123456789abcdef", id));
-    assert_false(confirm_path_parse("mail", "/mailx/_confirm/0123456789abcdef0123456789abcdef", id));
-    assert_false(confirm_path_parse("mail", "/mail/confirm/0123456789abcdef0123456789abcdef", id));
+    /* under /mail/_confirm/ without a valid id: refused, never the model's */
+    assert_int_equal(confirm_path_parse("mail", "/mail/_confirm/0123456789ABCDEF0123456789abcdef", id), -1);
+    assert_int_equal(confirm_path_parse("mail", "/mail/_confirm/0123456789abcdef0123456789abcde", id), -1);
+    assert_int_equal(confirm_path_parse("mail", "/mail/_confirm/0123456789abcdef0123456789abcdef0", id), -1);
+    assert_int_equal(confirm_path_parse("mail", "/mail/_confirm/", id), -1);
+    /* other paths */
+    assert_int_equal(confirm_path_parse("mail", "/notes/_confirm/0123456789abcdef0123456789abcdef", id), 0);
+    assert_int_equal(confirm_path_parse("mail", "/mailx/_confirm/0123456789abcdef0123456789abcdef", id), 0);
+    assert_int_equal(confirm_path_parse("mail", "/mail/confirm/0123456789abcdef0123456789abcdef", id), 0);
 }
 
 static void test_new_ids_are_random_hex(void **s)
