@@ -202,6 +202,20 @@ class Figment(Proc):
         Proc.__init__(self, self.argv, self.env, "figment", self.workdir)
 
 
+def prompts_with(workdir, app, changes, leave_out=("import", "notes")):
+    """A copy of prompts/ in workdir (without the apps in leave_out) whose app.json of
+    `app` has the top-level keys in `changes` set; returns the copy's path."""
+    prompts = os.path.join(workdir, "prompts")
+    shutil.copytree(os.path.join(ROOT, "prompts"), prompts, ignore=shutil.ignore_patterns(*leave_out))
+    path = os.path.join(prompts, app, "app.json")
+    with open(path) as f:
+        cfg = json.load(f)
+    cfg.update(changes)
+    with open(path, "w") as f:
+        json.dump(cfg, f)
+    return prompts
+
+
 def make_workdir():
     return tempfile.mkdtemp(prefix="figment-it-")
 

@@ -112,19 +112,9 @@ def test_pending_confirmation_survives_a_restart(figment, fakellm):
 
 
 def test_pending_confirmation_expires(workdir, fakellm):
-    import json
-    import shutil
     import time
     import harness
-    prompts = os.path.join(workdir, "prompts")
-    shutil.copytree(os.path.join(harness.ROOT, "prompts"), prompts,
-                    ignore=shutil.ignore_patterns("import", "notes"))
-    cfg_path = os.path.join(prompts, "mail", "app.json")
-    with open(cfg_path) as f:
-        cfg = json.load(f)
-    cfg["confirm_ttl_s"] = 30
-    with open(cfg_path, "w") as f:
-        json.dump(cfg, f)
+    prompts = harness.prompts_with(workdir, "mail", {"confirm_ttl_s": 30})
     fakellm.set_script(OBEYS_INJECTION)
     fig = harness.Figment(workdir, llm_url=fakellm.base_url, prompts=prompts)
     try:

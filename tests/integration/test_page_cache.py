@@ -2,7 +2,6 @@
 generation for concurrent identical GETs, surviving a restart, never for POSTs."""
 import json
 import os
-import shutil
 import threading
 
 import pytest
@@ -24,14 +23,7 @@ SCRIPT = {"rules": [
 
 @pytest.fixture
 def cached(workdir, fakellm):
-    prompts = os.path.join(workdir, "prompts")
-    shutil.copytree(os.path.join(harness.ROOT, "prompts"), prompts, ignore=shutil.ignore_patterns("import", "notes"))
-    path = os.path.join(prompts, "mail", "app.json")
-    with open(path) as f:
-        cfg = json.load(f)
-    cfg["cache"] = {"ttl_s": 300}
-    with open(path, "w") as f:
-        json.dump(cfg, f)
+    prompts = harness.prompts_with(workdir, "mail", {"cache": {"ttl_s": 300}})
     fakellm.set_script(SCRIPT)
     fig = harness.Figment(workdir, llm_url=fakellm.base_url, prompts=prompts)
     yield fig
@@ -107,15 +99,8 @@ def test_cached_pages_survive_a_restart(cached, fakellm):
 
 @pytest.fixture
 def prefetching(workdir, fakellm):
-    prompts = os.path.join(workdir, "prompts")
-    shutil.copytree(os.path.join(harness.ROOT, "prompts"), prompts, ignore=shutil.ignore_patterns("import", "notes"))
-    path = os.path.join(prompts, "mail", "app.json")
-    with open(path) as f:
-        cfg = json.load(f)
-    cfg["cache"] = {"ttl_s": 300}
-    cfg["prefetch"] = {"links": 2, "concurrency": 2, "rank": ["^/mail/message/"]}
-    with open(path, "w") as f:
-        json.dump(cfg, f)
+    prompts = harness.prompts_with(workdir, "mail", {
+        "cache": {"ttl_s": 300}, "prefetch": {"links": 2, "concurrency": 2, "rank": ["^/mail/message/"]}})
     fig = harness.Figment(workdir, llm_url=fakellm.base_url, prompts=prompts)
     yield fig
     fig.stop()
