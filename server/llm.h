@@ -111,6 +111,20 @@ void llm_quote(fig_buf_t *out, const char *s, size_t n);
 int llm_is_json_type(const char *content_type);
 /* 1 when s contains a control character (CR, LF, ... DEL): unfit for a URL or header. */
 int llm_has_ctl(const char *s);
+/* The JSON text of s (quoted and escaped exactly as json_dumps writes a string), for
+ * the large, stable part of every request: the system prompt. Cached per thread (a
+ * few entries, reused only when the bytes are equal, never on the address alone), so
+ * a request does not copy, check and escape ~17 KB that did not change. NULL when s
+ * is not valid UTF-8. *len gets the length. Valid until this thread's next call. */
+const char *llm_json_text_cached(const char *s, size_t *len);
+/* The same for text derived from a JSON value: a provider's serialized tool list
+ * (~2 KB of schemas and descriptions that jansson would escape again on every call).
+ * derive(v, out, err) appends the text to out, or returns -1 with err (then nothing is
+ * cached and NULL is returned); the function also tells derivations apart. An entry
+ * is reused only when v equals its private deep copy node for node, with keys in the
+ * same order, so the text is what derive would write now. Valid as above. */
+typedef int (*llm_derive_fn)(const json_t *v, fig_buf_t *out, fig_err_t *err);
+const char *llm_derived_cached(const json_t *v, llm_derive_fn derive, size_t *len, fig_err_t *err);
 /* The checks every provider makes before building a request: an http(s) endpoint
  * URL and an API key without control characters, a model name, a conversation array,
  * a tool array (or none). -1 with err (FIG_E_CONFIG or FIG_E_INVALID) otherwise. */

@@ -1,9 +1,11 @@
 /*
  * llm_anthropic.c — the Anthropic Messages API provider (see llm.h).
  *
- * Request: like the OpenAI provider, the body is jansson objects in one fixed key
- * order (model, max_tokens, system, tools, messages, stream) dumped with
- * JSON_COMPACT | JSON_PRESERVE_ORDER, so identical inputs give identical bytes.
+ * Request: like the OpenAI provider, the body is compact JSON in one fixed key order
+ * (model, max_tokens, system, tools, messages, stream), assembled from fragments that
+ * jansson dumps with JSON_COMPACT | JSON_PRESERVE_ORDER (the system prompt's escaped
+ * text and the tool list come from a per-thread cache), so identical inputs give
+ * identical bytes.
  * Anthropic caches a prefix only up to an explicit breakpoint, so the stable parts
  * carry one: "cache_control":{"type":"ephemeral"} on the system block and on the last
  * tool (tools come first in Anthropic's prefix order, then system, then messages).
@@ -230,6 +232,30 @@ static void anthropic_url(fig_buf_t *url, const char *base)
         fig_buf_append_str(url, "/v1/messages");
 }
 
+/* Appends the compact JSON text of v; -1 when jansson cannot serialize it. */
+static int anthropic_append_dump(fig_buf_t *out, const json_t *v)
+{
+    char *t = json_dumps(v, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENCODE_ANY);
+    if (t == NULL)
+        return -1;
+    fig_buf_append_str(out, t);
+    free(t);
+    return 0;
+}
+
+/* llm_derive_fn: the "tools" array of the body (cached per thread by the caller). */
+static int anthropic_tools_text(const json_t *tools, fig_buf_t *out, fig_err_t *err)
+{
+    json_t *troot = json_object();
+    int rc = anthropic_add_tools(troot, tools, err);
+    if (rc == 0 && anthropic_append_dump(out, json_object_get(troot, "tools")) != 0) {
+        fig_err_set(err, FIG_E_INVALID, "could not serialize the request");
+        rc = -1;
+    }
+    json_decref(troot);
+    return rc;
+}
+
 static int anthropic_build_request(const llm_endpoint_t *ep, const llm_request_t *req, fig_buf_t *url,
                                    struct curl_slist **headers, fig_buf_t *body, fig_err_t *err)
 {
@@ -237,47 +263,56 @@ static int anthropic_build_request(const llm_endpoint_t *ep, const llm_request_t
         return -1;
     const char *base = ep->base_url;
 
-    /* Fixed key order: model, max_tokens, system, tools, messages, stream. */
-    json_t *root = json_object();
-    json_t *model = json_string(req->model);
-    json_object_set_new(root, "model", model ? model : json_null());
+    /* Fixed key order: model, max_tokens, system, tools, messages, stream. The body is
+     * assembled from compact JSON fragments, byte-identical to dumping the whole
+     * object; the system prompt (the large, stable prefix) and the tool list are
+     * serialized once per thread and reused (llm_json_text_cached, llm_derived_cached). */
+    fig_buf_t out = FIG_BUF_INIT;
+    json_t *model = json_string(req->model), *parts = NULL;
     if (model == NULL) {
         fig_err_set(err, FIG_E_CONFIG, "the model name is not valid UTF-8");
-        goto fail;
+        return -1;
     }
-    json_object_set_new(root, "max_tokens",
-                        json_integer(req->max_tokens > 0 ? req->max_tokens : ANTHROPIC_DEFAULT_MAX_TOKENS));
+    fig_buf_append_str(&out, "{\"model\":");
+    int rc = anthropic_append_dump(&out, model);
+    json_decref(model);
+    if (rc != 0)
+        goto fail_text;
+    fig_buf_appendf(&out, ",\"max_tokens\":%d", req->max_tokens > 0 ? req->max_tokens : ANTHROPIC_DEFAULT_MAX_TOKENS);
     if (req->system && req->system[0]) {
-        json_t *sys = json_string(req->system);
+        size_t n;
+        const char *sys = llm_json_text_cached(req->system, &n);
         if (sys == NULL) {
             fig_err_set(err, FIG_E_INVALID, "the system prompt is not valid UTF-8");
             goto fail;
         }
-        json_t *block = anthropic_text_block(sys);
-        json_decref(sys);
-        json_object_set_new(block, "cache_control", anthropic_ephemeral());
-        json_t *arr = json_array();
-        json_array_append_new(arr, block);
-        json_object_set_new(root, "system", arr);
+        fig_buf_reserve(&out, n + 128);
+        fig_buf_append_str(&out, ",\"system\":[{\"type\":\"text\",\"text\":");
+        fig_buf_append(&out, sys, n);
+        fig_buf_append_str(&out, ",\"cache_control\":{\"type\":\"ephemeral\"}}]");
     }
-    if (anthropic_add_tools(root, req->tools, err) != 0)
-        goto fail;
+    if (json_array_size(req->tools) > 0) {
+        size_t n;
+        const char *tools = llm_derived_cached(req->tools, anthropic_tools_text, &n, err);
+        if (tools == NULL)
+            goto fail;
+        fig_buf_append_str(&out, ",\"tools\":");
+        fig_buf_append(&out, tools, n);
+    }
+    parts = json_object();
     json_t *msgs = json_array();
-    json_object_set_new(root, "messages", msgs);
+    json_object_set_new(parts, "messages", msgs);
     if (anthropic_messages(msgs, req->messages, err) != 0)
         goto fail;
+    fig_buf_append_str(&out, ",\"messages\":");
+    if (anthropic_append_dump(&out, msgs) != 0)
+        goto fail_text;
     if (req->stream)
-        json_object_set_new(root, "stream", json_true());
-
-    char *text = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER);
-    json_decref(root);
-    if (text == NULL) {
-        fig_err_set(err, FIG_E_INVALID, "could not serialize the request");
-        return -1;
-    }
-    fig_buf_reset(body);
-    fig_buf_append_str(body, text);
-    free(text);
+        fig_buf_append_str(&out, ",\"stream\":true");
+    fig_buf_append_str(&out, "}");
+    json_decref(parts);
+    fig_buf_free(body);
+    *body = out;
     anthropic_url(url, base);
 
     struct curl_slist *h = NULL;
@@ -297,8 +332,11 @@ static int anthropic_build_request(const llm_endpoint_t *ep, const llm_request_t
     *headers = h;
     return 0;
 
+fail_text:
+    fig_err_set(err, FIG_E_INVALID, "could not serialize the request");
 fail:
-    json_decref(root);
+    json_decref(parts);
+    fig_buf_free(&out);
     return -1;
 }
 

@@ -10,7 +10,9 @@
  * Response: an SSE stream of chat.completion.chunk objects, or (stream == 0, or a
  * JSON Content-Type came back although a stream was asked for) one chat.completion
  * object buffered until finish. Both paths apply a "choice" through the same code:
- * content is appended, tool calls are assembled by index. Tolerances for servers
+ * content is appended, tool calls are assembled by index. Chunks that repeat the
+ * header members of an earlier chunk (id, object, created, model, ...) are parsed
+ * without them: an exact shortcut, see "skipping the chunk header". Tolerances for servers
  * that bend the format, each deliberate:
  *   - a tool-call delta without "index" (older Ollama) continues the last call, or
  *     starts a new one when it brings an id different from the last call's id;
@@ -27,7 +29,6 @@
  */
 #include <ctype.h>
 #include <stdio.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -141,66 +142,17 @@ static int openai_append_dump(fig_buf_t *out, const json_t *v)
     return 0;
 }
 
-/* A per-thread cache of serialized system messages ({"role":"system","content":...}).
- * An entry is reused only when the prompt's bytes are equal (not merely its address). */
-#define SYSTEM_CACHE_SLOTS 4
-typedef struct {
-    char *src;
-    size_t len;
-    char *frag;
-} system_slot_t;
-typedef struct {
-    system_slot_t slots[SYSTEM_CACHE_SLOTS];
-    unsigned next;
-} system_cache_t;
-
-static pthread_key_t system_cache_key;
-static pthread_once_t system_cache_once = PTHREAD_ONCE_INIT;
-
-static void system_cache_free(void *p)
+/* llm_derive_fn: the "tools" array of the body (cached per thread by the caller). */
+static int openai_tools_text(const json_t *tools, fig_buf_t *out, fig_err_t *err)
 {
-    system_cache_t *c = p;
-    for (int i = 0; i < SYSTEM_CACHE_SLOTS; i++) {
-        free(c->slots[i].src);
-        free(c->slots[i].frag);
+    json_t *troot = json_object();
+    int rc = openai_add_tools(troot, tools, err);
+    if (rc == 0 && openai_append_dump(out, json_object_get(troot, "tools")) != 0) {
+        fig_err_set(err, FIG_E_INVALID, "could not serialize the request");
+        rc = -1;
     }
-    free(c);
-}
-
-static void system_cache_init(void)
-{
-    pthread_key_create(&system_cache_key, system_cache_free);
-}
-
-static const char *openai_system_fragment(const char *system)
-{
-    pthread_once(&system_cache_once, system_cache_init);
-    system_cache_t *c = pthread_getspecific(system_cache_key);
-    if (c == NULL) {
-        c = fig_calloc(1, sizeof(*c));
-        pthread_setspecific(system_cache_key, c);
-    }
-    size_t len = strlen(system);
-    for (int i = 0; i < SYSTEM_CACHE_SLOTS; i++)
-        if (c->slots[i].src != NULL && c->slots[i].len == len && memcmp(c->slots[i].src, system, len) == 0)
-            return c->slots[i].frag;
-    json_t *sys = json_string(system);
-    if (sys == NULL)
-        return NULL;
-    json_t *o = json_object();
-    json_object_set_new(o, "role", json_string("system"));
-    json_object_set_new(o, "content", sys);
-    char *frag = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
-    json_decref(o);
-    if (frag == NULL)
-        return NULL;
-    system_slot_t *slot = &c->slots[c->next++ % SYSTEM_CACHE_SLOTS];
-    free(slot->src);
-    free(slot->frag);
-    slot->src = fig_strndup(system, len);
-    slot->len = len;
-    slot->frag = frag;
-    return frag;
+    json_decref(troot);
+    return rc;
 }
 
 static int openai_build_request(const llm_endpoint_t *ep, const llm_request_t *req, fig_buf_t *url,
@@ -212,8 +164,8 @@ static int openai_build_request(const llm_endpoint_t *ep, const llm_request_t *r
 
     /* Fixed key order: model, messages, tools, max_tokens, stream, stream_options.
      * The body is assembled from compact JSON fragments, byte-identical to dumping the
-     * whole object; the system message (the large, stable prefix) is serialized once
-     * per thread and reused. */
+     * whole object; the system prompt (the large, stable prefix) and the tool list are
+     * serialized once per thread and reused (llm_json_text_cached, llm_derived_cached). */
     fig_buf_t out = FIG_BUF_INIT;
     json_t *model = json_string(req->model);
     if (model == NULL) {
@@ -229,13 +181,17 @@ static int openai_build_request(const llm_endpoint_t *ep, const llm_request_t *r
     fig_buf_append_str(&out, ",\"messages\":[");
     int first = 1;
     if (req->system && req->system[0]) {
-        const char *sys = openai_system_fragment(req->system);
+        size_t n;
+        const char *sys = llm_json_text_cached(req->system, &n);
         if (sys == NULL) {
             fig_err_set(err, FIG_E_INVALID, "the system prompt is not valid UTF-8");
             fig_buf_free(&out);
             return -1;
         }
-        fig_buf_append_str(&out, sys);
+        fig_buf_reserve(&out, n + 64);
+        fig_buf_append_str(&out, "{\"role\":\"system\",\"content\":");
+        fig_buf_append(&out, sys, n);
+        fig_buf_append_str(&out, "}");
         first = 0;
     }
     size_t i;
@@ -256,21 +212,16 @@ static int openai_build_request(const llm_endpoint_t *ep, const llm_request_t *r
             goto fail_text;
     }
     fig_buf_append_str(&out, "]");
-    json_t *troot = json_object();
-    if (openai_add_tools(troot, req->tools, err) != 0) {
-        json_decref(troot);
-        fig_buf_free(&out);
-        return -1;
-    }
-    json_t *tools = json_object_get(troot, "tools");
-    if (tools != NULL) {
-        fig_buf_append_str(&out, ",\"tools\":");
-        if (openai_append_dump(&out, tools) != 0) {
-            json_decref(troot);
-            goto fail_text;
+    if (json_array_size(req->tools) > 0) {
+        size_t n;
+        const char *tools = llm_derived_cached(req->tools, openai_tools_text, &n, err);
+        if (tools == NULL) {
+            fig_buf_free(&out);
+            return -1;
         }
+        fig_buf_append_str(&out, ",\"tools\":");
+        fig_buf_append(&out, tools, n);
     }
-    json_decref(troot);
     if (req->max_tokens > 0)
         fig_buf_appendf(&out, ",\"max_tokens\":%d", req->max_tokens);
     if (req->stream)
@@ -352,6 +303,9 @@ typedef struct {
     fig_err_t error;
     sse_parser_t parser;
     fig_buf_t body;
+    fig_buf_t skip;    /* a chunk prefix known to be well-formed and unread (openai_learn_skip) */
+    fig_buf_t scratch; /* "{" + the rest of a chunk that starts with skip */
+    int learn_tries;
 } openai_parser_t;
 
 /* what: "chunk" (stream) or "response" (whole body), for the message. */
@@ -555,6 +509,85 @@ static int openai_fail(openai_parser_t *st, fig_err_t *err)
     return -1;
 }
 
+/* ---- skipping the chunk header ----
+ *
+ * Every chunk of a stream starts with the same members, which figment never reads:
+ * {"id":"chatcmpl-..","object":"chat.completion.chunk","created":..,"model":"..",
+ * "system_fingerprint":".." — about 200 bytes of each ~400-byte chunk, and jansson
+ * costs ~12 ns a byte. So once one chunk has shown such a prefix, later chunks that
+ * start with the same bytes are parsed as "{" + the rest. That is exact, not a guess:
+ *   - the prefix P = X "," was checked with jansson: X "}" is a JSON object with at
+ *     least one member, so after P the parser is inside the top-level object, just
+ *     after a comma, expecting a key — whatever else follows;
+ *   - then P R is valid JSON if and only if "{" R is, provided R starts (after
+ *     whitespace) with '"' (else "{}" would pass for P "}", a trailing comma);
+ *   - X has none of the keys figment reads (error, choices, usage), checked on the
+ *     decoded keys, so the object from "{" R has the same values for them (jansson
+ *     keeps the last of duplicate keys, and those all lie in R).
+ * When the short parse fails, the whole chunk is parsed again, so a malformed chunk
+ * is reported with jansson's usual message. Learning is cheap (a search in the first
+ * bytes, one parse of the prefix) and tried on at most OPENAI_LEARN_TRIES chunks. */
+#define OPENAI_LEARN_TRIES 4
+#define OPENAI_MAX_SKIP_BYTES 1024
+
+static int openai_read_key(const json_t *o)
+{
+    return json_object_get(o, "error") || json_object_get(o, "choices") || json_object_get(o, "usage");
+}
+
+static int openai_json_space(char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+/* Looks for the longest prefix of a (valid) chunk made of members figment ignores. */
+static void openai_learn_skip(openai_parser_t *st, const char *data, size_t len)
+{
+    st->learn_tries++;
+    fig_buf_reset(&st->skip);
+    size_t n = len < OPENAI_MAX_SKIP_BYTES ? len : OPENAI_MAX_SKIP_BYTES;
+    static const char *const keys[] = {"\"choices\"", "\"usage\"", "\"error\""};
+    size_t first = n;
+    for (size_t k = 0; k < sizeof(keys) / sizeof(keys[0]); k++) {
+        const char *q = memmem(data, first, keys[k], strlen(keys[k]));
+        if (q)
+            first = (size_t)(q - data);
+    }
+    if (first == n)
+        return;
+    size_t c = first;
+    while (c > 0 && openai_json_space(data[c - 1]))
+        c--;
+    if (c < 2 || data[c - 1] != ',')
+        return;
+    c--; /* data[c] is the comma */
+    fig_buf_reset(&st->scratch);
+    fig_buf_append(&st->scratch, data, c);
+    fig_buf_append(&st->scratch, "}", 1);
+    json_t *x = json_loadb(st->scratch.data, st->scratch.len, 0, NULL);
+    if (json_is_object(x) && json_object_size(x) > 0 && !openai_read_key(x))
+        fig_buf_append(&st->skip, data, c + 1);
+    json_decref(x);
+}
+
+/* The chunk parsed as "{" + what follows st->skip, or NULL when that does not apply
+ * or fails (the caller then parses the whole chunk). */
+static json_t *openai_load_skipping(openai_parser_t *st, const char *data, size_t len)
+{
+    size_t k = st->skip.len;
+    if (k == 0 || len <= k || memcmp(data, st->skip.data, k) != 0)
+        return NULL;
+    size_t i = k;
+    while (i < len && openai_json_space(data[i]))
+        i++;
+    if (i == len || data[i] != '"')
+        return NULL;
+    fig_buf_reset(&st->scratch);
+    fig_buf_append(&st->scratch, "{", 1);
+    fig_buf_append(&st->scratch, data + k, len - k);
+    return json_loadb(st->scratch.data, st->scratch.len, 0, NULL);
+}
+
 /* sse_event_cb: returns 1 on error (never -1, which sse_feed uses for its own bound). */
 static int openai_on_event(void *ctx, const char *event, const char *data, size_t len)
 {
@@ -573,7 +606,12 @@ static int openai_on_event(void *ctx, const char *event, const char *data, size_
         return 0;
     }
     json_error_t jerr;
-    json_t *root = json_loadb(data, len, 0, &jerr);
+    json_t *root = openai_load_skipping(st, data, len);
+    if (root == NULL) {
+        root = json_loadb(data, len, 0, &jerr);
+        if (root && st->learn_tries < OPENAI_LEARN_TRIES)
+            openai_learn_skip(st, data, len);
+    }
     int rc = root ? openai_object(st->res, root, 1, &st->error) : openai_malformed("chunk", jerr.text, &st->error);
     json_decref(root);
     if (rc != 0) {
@@ -657,6 +695,8 @@ static void openai_parser_free(void *p)
         return;
     sse_free(&st->parser);
     fig_buf_free(&st->body);
+    fig_buf_free(&st->skip);
+    fig_buf_free(&st->scratch);
     free(st);
 }
 

@@ -9,11 +9,17 @@
  * while "data:\n\n" emits an event with empty data); "id", "retry" and unknown
  * fields are ignored (figment never reconnects).
  *
- * Design: the chunk is scanned for line ends and the pieces between them are copied
- * into `line`; complete lines are interpreted at once. A CR sets last_was_cr so that
- * an LF right after it, in this chunk or the next one, is skipped: CRLF split
- * across two reads is one line end, not two. The BOM check runs on the first three
- * bytes only and tolerates the BOM being split too.
+ * Design: complete lines are interpreted where they lie, in the chunk being fed;
+ * only a line that a chunk boundary cuts is copied into `line` until its end comes.
+ * Likewise an event's data: its first data line is kept as a pointer into the
+ * chunk (pend) and handed to the callback from there when the blank line follows in
+ * the same chunk, which is the common case (one event per TCP segment or several);
+ * it is copied into `data` only when a second data line comes or the chunk ends
+ * first. Line ends are found with memchr (the '\n' position is remembered across
+ * lines, so a run of lone-CR lines stays linear). A CR sets last_was_cr so that an
+ * LF right after it, in this chunk or the next one, is skipped: CRLF split across
+ * two reads is one line end, not two. The BOM check runs on the first three bytes
+ * only and tolerates the BOM being split too.
  *
  * Choices: data + the current line are capped at SSE_MAX_EVENT_BYTES (-1 beyond);
  * an event type longer than fits in p->event (63 bytes) is rejected with -1 rather
@@ -37,32 +43,54 @@ void sse_free(sse_parser_t *p)
 {
     fig_buf_free(&p->line);
     fig_buf_free(&p->data);
+    p->pend = NULL;
+    p->pend_len = 0;
     p->has_data = 0;
     p->event[0] = '\0';
+}
+
+/* Moves a pending (uncopied) data line into p->data: the chunk it lies in is about
+ * to go away, or another data line joins it. */
+static void sse_settle(sse_parser_t *p)
+{
+    if (p->pend != NULL) {
+        fig_buf_append(&p->data, p->pend, p->pend_len);
+        p->pend = NULL;
+        p->pend_len = 0;
+    }
+}
+
+static size_t sse_data_len(const sse_parser_t *p)
+{
+    return p->pend != NULL ? p->pend_len : p->data.len;
 }
 
 static int sse_dispatch(sse_parser_t *p)
 {
     int rc = 0;
-    if (p->has_data)
-        rc = p->on_event(p->ctx, p->event[0] ? p->event : "message", p->data.data ? p->data.data : "", p->data.len);
+    if (p->has_data) {
+        const char *event = p->event[0] ? p->event : "message";
+        if (p->pend != NULL)
+            rc = p->on_event(p->ctx, event, p->pend, p->pend_len);
+        else
+            rc = p->on_event(p->ctx, event, p->data.data ? p->data.data : "", p->data.len);
+    }
+    p->pend = NULL;
+    p->pend_len = 0;
     fig_buf_reset(&p->data);
     p->has_data = 0;
     p->event[0] = '\0';
     return rc;
 }
 
-/* Interprets the complete line in p->line (without its line end). */
-static int sse_line(sse_parser_t *p)
+/* Interprets one complete line s[0..n) (without its line end). in_chunk: s lies in
+ * the caller's chunk, so a data value may be kept by pointer until the chunk ends. */
+static int sse_line(sse_parser_t *p, const char *s, size_t n, int in_chunk)
 {
-    const char *s = p->line.data ? p->line.data : "";
-    size_t n = p->line.len;
-    int rc = 0;
-
     if (n == 0)
         return sse_dispatch(p);
     if (s[0] == ':')
-        goto done; /* comment */
+        return 0; /* comment */
 
     const char *colon = memchr(s, ':', n);
     size_t flen = colon ? (size_t)(colon - s) : n;
@@ -72,22 +100,24 @@ static int sse_line(sse_parser_t *p)
         v++, vlen--;
 
     if (flen == 4 && memcmp(s, "data", 4) == 0) {
-        if (p->has_data)
-            fig_buf_append(&p->data, "\n", 1);
-        fig_buf_append(&p->data, v, vlen);
+        if (!p->has_data && in_chunk) {
+            p->pend = v;
+            p->pend_len = vlen;
+        } else {
+            sse_settle(p);
+            if (p->has_data)
+                fig_buf_append(&p->data, "\n", 1);
+            fig_buf_append(&p->data, v, vlen);
+        }
         p->has_data = 1;
     } else if (flen == 5 && memcmp(s, "event", 5) == 0) {
-        if (vlen >= sizeof(p->event)) {
-            rc = -1;
-            goto done;
-        }
+        if (vlen >= sizeof(p->event))
+            return -1;
         memcpy(p->event, v, vlen);
         p->event[vlen] = '\0';
     }
     /* "id", "retry" and unknown fields: ignored. */
-done:
-    fig_buf_reset(&p->line);
-    return rc;
+    return 0;
 }
 
 int sse_feed(sse_parser_t *p, const char *data, size_t len)
@@ -109,6 +139,8 @@ int sse_feed(sse_parser_t *p, const char *data, size_t len)
         }
     }
 
+    size_t nl = 0; /* position of the next '\n' at or after i (len: none), once searched */
+    int nl_known = 0;
     while (i < len) {
         if (p->last_was_cr) {
             p->last_was_cr = 0;
@@ -117,20 +149,33 @@ int sse_feed(sse_parser_t *p, const char *data, size_t len)
                 continue;
             }
         }
-        size_t j = i;
-        while (j < len && data[j] != '\n' && data[j] != '\r')
-            j++;
+        if (!nl_known || nl < i) {
+            const char *q = memchr(data + i, '\n', len - i);
+            nl = q ? (size_t)(q - data) : len;
+            nl_known = 1;
+        }
+        const char *cr = memchr(data + i, '\r', nl - i);
+        size_t j = cr ? (size_t)(cr - data) : nl;
         /* +1: the '\n' a data line adds when it joins the event. */
-        if (p->line.len + (j - i) + p->data.len + 1 > SSE_MAX_EVENT_BYTES)
+        if (p->line.len + (j - i) + sse_data_len(p) + 1 > SSE_MAX_EVENT_BYTES)
             return -1;
-        fig_buf_append(&p->line, data + i, j - i);
-        if (j == len)
+        int rc;
+        if (j == len) {
+            fig_buf_append(&p->line, data + i, j - i);
             break;
+        }
         p->last_was_cr = data[j] == '\r';
+        if (p->line.len == 0) {
+            rc = sse_line(p, data + i, j - i, 1);
+        } else {
+            fig_buf_append(&p->line, data + i, j - i);
+            rc = sse_line(p, p->line.data, p->line.len, 0);
+            fig_buf_reset(&p->line);
+        }
         i = j + 1;
-        int rc = sse_line(p);
         if (rc != 0)
             return rc;
     }
+    sse_settle(p); /* the chunk is the caller's: keep nothing that points into it */
     return 0;
 }

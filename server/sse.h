@@ -5,7 +5,8 @@
  * sequence); it calls on_event once per dispatched event with the event type
  * ("message" when absent) and the data lines joined by '\n'. Comments (":..."),
  * "id" and "retry" fields are handled per spec; a leading BOM is skipped. The data
- * pointer is valid only during the callback.
+ * pointer is valid only during the callback, and is not NUL-terminated: it may point
+ * into the bytes given to sse_feed.
  *
  * Bounds: an event larger than SSE_MAX_EVENT_BYTES is an error (sse_feed returns -1),
  * so a hostile upstream cannot grow memory without limit.
@@ -27,6 +28,8 @@ typedef struct {
     void *ctx;
     fig_buf_t line;  /* the current, incomplete line */
     fig_buf_t data;  /* data of the event being assembled */
+    const char *pend; /* or: its only data line, still in the chunk being fed (not copied) */
+    size_t pend_len;
     char event[64];  /* event type of the event being assembled */
     int has_data;
     int last_was_cr; /* the previous chunk ended in '\r' */

@@ -179,6 +179,64 @@ static void test_build_request_exact(void **state)
     free(hdrs);
 }
 
+/* The system prompt's escaped text is cached per thread and shared with the OpenAI
+ * provider (llm_json_text_cached): a buffer reused in place with other text must
+ * never get the old bytes, whichever provider escaped them first. */
+static void test_build_request_system_cache(void **state)
+{
+    (void)state;
+    json_t *conv = J("[{\"role\":\"user\",\"content\":\"hi\"}]");
+    char system[64];
+    const char *texts[] = {"first \"prompt\"", "other \"prompt\"", "first \"prompt\"", "a\nb", "c\nd",
+                           "e\nf",           "g\tx",           "a\nb",             "\xc3\xa9"};
+    const char *want[] = {"first \\\"prompt\\\"", "other \\\"prompt\\\"", "first \\\"prompt\\\"", "a\\nb", "c\\nd",
+                          "e\\nf",                "g\\tx",                "a\\nb",                "\xc3\xa9"};
+    for (int i = 0; i < 9; i++) {
+        strcpy(system, texts[i]);
+        llm_endpoint_t ep = {"https://api.example/v1", NULL};
+        llm_request_t req = {"m", system, NULL, conv, 0, 0};
+        for (int k = 0; k < 2; k++) {
+            const llm_provider_t *pv = (i + k) % 2 ? &llm_provider_openai : P;
+            fig_buf_t url = FIG_BUF_INIT, body = FIG_BUF_INIT;
+            struct curl_slist *h = NULL;
+            fig_err_t err;
+            assert_int_equal(pv->build_request(&ep, &req, &url, &h, &body, &err), 0);
+            char expect[256];
+            if (pv == P)
+                snprintf(expect, sizeof(expect),
+                         "{\"model\":\"m\",\"max_tokens\":4096,\"system\":[{\"type\":\"text\",\"text\":\"%s\","
+                         "\"cache_control\":{\"type\":\"ephemeral\"}}],\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}",
+                         want[i]);
+            else
+                snprintf(expect, sizeof(expect),
+                         "{\"model\":\"m\",\"messages\":[{\"role\":\"system\",\"content\":\"%s\"},"
+                         "{\"role\":\"user\",\"content\":\"hi\"}]}",
+                         want[i]);
+            assert_string_equal(body.data, expect);
+            curl_slist_free_all(h);
+            fig_buf_free(&url);
+            fig_buf_free(&body);
+        }
+    }
+    /* Not UTF-8: refused, and nothing cached for it. */
+    strcpy(system, "bad \xff");
+    for (int k = 0; k < 2; k++) {
+        llm_endpoint_t ep = {"https://api.example/v1", NULL};
+        llm_request_t req = {"m", system, NULL, conv, 0, 0};
+        fig_buf_t url = FIG_BUF_INIT, body = FIG_BUF_INIT;
+        struct curl_slist *h = NULL;
+        fig_err_t err;
+        fig_err_clear(&err);
+        assert_int_equal(P->build_request(&ep, &req, &url, &h, &body, &err), -1);
+        assert_int_equal(err.code, FIG_E_INVALID);
+        assert_non_null(strstr(err.msg, "system prompt is not valid UTF-8"));
+        assert_null(h);
+        assert_int_equal(body.len, 0);
+        fig_buf_free(&url);
+    }
+    json_decref(conv);
+}
+
 static void test_build_request_minimal(void **state)
 {
     (void)state;
@@ -816,6 +874,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_build_request_exact),
+        cmocka_unit_test(test_build_request_system_cache),
         cmocka_unit_test(test_build_request_minimal),
         cmocka_unit_test(test_build_request_urls),
         cmocka_unit_test(test_build_request_merges_turns),

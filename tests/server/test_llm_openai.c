@@ -204,6 +204,75 @@ static void test_build_request_system_cache(void **state)
     json_decref(conv);
 }
 
+static char *build_with(const llm_provider_t *pv, const json_t *tools, fig_err_t *err)
+{
+    json_t *conv = J("[{\"role\":\"user\",\"content\":\"hi\"}]");
+    llm_endpoint_t ep = {"https://api.example/v1", NULL};
+    llm_request_t req = {"m", NULL, tools, conv, 0, 0};
+    fig_buf_t url = FIG_BUF_INIT, body = FIG_BUF_INIT;
+    struct curl_slist *h = NULL;
+    int rc = pv->build_request(&ep, &req, &url, &h, &body, err);
+    curl_slist_free_all(h);
+    fig_buf_free(&url);
+    json_decref(conv);
+    if (rc != 0) {
+        fig_buf_free(&body);
+        return NULL;
+    }
+    return fig_buf_steal(&body);
+}
+
+/* The serialized tool list is cached per thread (llm_derived_cached): the same array
+ * changed in place, an equal array with its keys in another order, the other
+ * provider's format, a malformed list: each gets what a fresh serialization gives. */
+static void test_build_request_tools_cache(void **state)
+{
+    (void)state;
+    fig_err_t err;
+    json_t *tools = J("[{\"name\":\"sql\",\"description\":\"Run SQL\",\"parameters\":{\"type\":\"object\",\"n\":1.5}}]");
+    char *b = build_with(P, tools, &err);
+    assert_non_null(strstr(b, ",\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"sql\",\"description\":"
+                              "\"Run SQL\",\"parameters\":{\"type\":\"object\",\"n\":1.5}}}]}"));
+    free(b);
+
+    json_t *params = json_object_get(json_array_get(tools, 0), "parameters");
+    json_object_set_new(json_array_get(tools, 0), "description", json_string("Run \"SQL\""));
+    b = build_with(P, tools, &err);
+    assert_non_null(strstr(b, "\"description\":\"Run \\\"SQL\\\"\""));
+    free(b);
+    json_object_set_new(params, "n", json_real(-1.5));
+    b = build_with(P, tools, &err);
+    assert_non_null(strstr(b, "\"n\":-1.5}"));
+    free(b);
+    json_object_set_new(params, "n", json_integer(2));
+    b = build_with(P, tools, &err);
+    assert_non_null(strstr(b, "\"n\":2}"));
+    free(b);
+
+    /* Equal as JSON, keys in another order: the body follows the new order. */
+    json_t *other = J("[{\"name\":\"sql\",\"description\":\"Run \\\"SQL\\\"\",\"parameters\":{\"n\":2,\"type\":\"object\"}}]");
+    b = build_with(P, other, &err);
+    assert_non_null(strstr(b, "\"parameters\":{\"n\":2,\"type\":\"object\"}}}]}"));
+    free(b);
+
+    /* The same array through the Anthropic provider gets Anthropic's format. */
+    b = build_with(&llm_provider_anthropic, other, &err);
+    assert_non_null(strstr(b, ",\"tools\":[{\"name\":\"sql\",\"description\":\"Run \\\"SQL\\\"\",\"input_schema\":"
+                              "{\"n\":2,\"type\":\"object\"},\"cache_control\":{\"type\":\"ephemeral\"}}]"));
+    free(b);
+
+    /* A list that turns malformed is refused, not served from the cache. */
+    json_object_set_new(json_array_get(other, 0), "name", json_integer(1));
+    for (int k = 0; k < 2; k++) {
+        fig_err_clear(&err);
+        assert_null(build_with(k ? &llm_provider_anthropic : P, other, &err));
+        assert_int_equal(err.code, FIG_E_INVALID);
+        assert_string_equal(err.msg, "tool schema 0 is malformed");
+    }
+    json_decref(tools);
+    json_decref(other);
+}
+
 static void test_build_request_rejects(void **state)
 {
     (void)state;
@@ -424,6 +493,96 @@ static void test_stream_errors(void **state)
                         FIG_E_UPSTREAM, "tool call 0 without a name");
 }
 
+/* Chunks that repeat the first chunk's header are parsed without it (llm_openai.c,
+ * "skipping the chunk header"): the outcome must be exactly that of parsing them
+ * whole, for valid chunks, for every way of breaking one right after the header, and
+ * when the header itself holds a key figment reads. */
+#define HDR "{\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt-x\","
+#define PRIMER HDR "\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"a\"},\"finish_reason\":null}]}"
+
+static void expect_stream_content(const char *body, const char *content, int64_t prompt_tokens)
+{
+    for (uint32_t step = 0; step < 20; step++) {
+        llm_result_t r;
+        llm_result_init(&r);
+        fig_err_t err;
+        fig_err_clear(&err);
+        if (parse_stream(body, step, &r, &err) != 0)
+            fail_msg("%s: %s", body, err.msg);
+        assert_string_equal(r.content.data ? r.content.data : "", content);
+        assert_int_equal(r.usage.prompt_tokens, prompt_tokens);
+        llm_result_free(&r);
+    }
+}
+
+static void test_stream_header_skip(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *chunk, *content;
+        int64_t prompt_tokens;
+    } ok[] = {
+        {HDR "\"choices\":[{\"index\":0,\"delta\":{\"content\":\"b\"},\"finish_reason\":null}]}", "ab", 0},
+        {HDR " \t\"usage\":{\"prompt_tokens\":3},\"choices\":[]}", "a", 3},
+        {HDR "\"choices\":[{\"delta\":{\"content\":\"c\"}}],\"choices\":[{\"delta\":{\"content\":\"d\"}}]}", "ad", 0},
+        {HDR "\"id\":\"other\",\"choices\":[{\"delta\":{\"content\":\"e\"}}]}", "ae", 0},
+    };
+    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+        fig_buf_t b = FIG_BUF_INIT;
+        fig_buf_appendf(&b, "data: %s\n\ndata: %s\n\ndata: %s\n\ndata: [DONE]\n\n", PRIMER, ok[i].chunk, ok[i].chunk);
+        char want[16];
+        snprintf(want, sizeof(want), "a%s%s", ok[i].content + 1, ok[i].content + 1);
+        expect_stream_content(b.data, want, ok[i].prompt_tokens);
+        fig_buf_free(&b);
+    }
+
+    /* Broken right after the header, or later: rejected, with the message the chunk
+     * gets when it comes first (then nothing is skipped). */
+    static const char *const bad[] = {
+        HDR "}", HDR " }", HDR, HDR "\"choices\":[}", HDR "\"choices\":[]}}", HDR "\"choices\":[]} x",
+        HDR "\"choices\":[{\"delta\":{\"content\":\"\xff\"}}]}", HDR "\"choices\":[],}", HDR "choices:[]}",
+        HDR "\"error\":{\"message\":\"boom\"}}",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        fig_buf_t alone = FIG_BUF_INIT, after = FIG_BUF_INIT;
+        fig_buf_appendf(&alone, "data: %s\n\ndata: [DONE]\n\n", bad[i]);
+        fig_buf_appendf(&after, "data: %s\n\ndata: %s\n\ndata: [DONE]\n\n", PRIMER, bad[i]);
+        llm_result_t r;
+        fig_err_t e1, e2;
+        fig_err_clear(&e1);
+        llm_result_init(&r);
+        assert_int_equal(parse_stream(alone.data, 0, &r, &e1), -1);
+        llm_result_free(&r);
+        for (uint32_t step = 0; step < 5; step++) {
+            fig_err_clear(&e2);
+            llm_result_init(&r);
+            assert_int_equal(parse_stream(after.data, step, &r, &e2), -1);
+            assert_int_equal(e2.code, e1.code);
+            assert_string_equal(e2.msg, e1.msg);
+            assert_int_equal(r.complete, 0);
+            llm_result_free(&r);
+        }
+        fig_buf_free(&alone);
+        fig_buf_free(&after);
+    }
+
+    /* A header that carries a key figment reads is never skipped: written with an
+     * escape (so a byte search does not see it), or first. */
+    expect_stream_content("data: {\"id\":\"x\",\"ch\\u006fices\":[{\"delta\":{\"content\":\"a\"}}],\"usage\":null}\n\n"
+                          "data: {\"id\":\"x\",\"ch\\u006fices\":[{\"delta\":{\"content\":\"a\"}}],\"usage\":null}\n\n"
+                          "data: [DONE]\n\n",
+                          "aa", 0);
+    expect_stream_content("data: {\"usage\":{\"prompt_tokens\":7},\"id\":\"x\",\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\n"
+                          "data: {\"usage\":{\"prompt_tokens\":7},\"id\":\"x\",\"choices\":[{\"delta\":{\"content\":\"b\"}}]}\n\n"
+                          "data: [DONE]\n\n",
+                          "ab", 7);
+    /* A nested "choices" in the header is no member boundary. */
+    expect_stream_content("data: {\"id\":\"x\",\"meta\":{\"n\":1,\"choices\":2},\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\n"
+                          "data: {\"id\":\"x\",\"meta\":{\"n\":1,\"choices\":2},\"choices\":[{\"delta\":{\"content\":\"b\"}}]}\n\n"
+                          "data: [DONE]\n\n",
+                          "ab", 0);
+}
+
 static void test_stream_error_is_sticky(void **state)
 {
     (void)state;
@@ -640,12 +799,14 @@ int main(void)
         cmocka_unit_test(test_build_request_exact),
         cmocka_unit_test(test_build_request_minimal),
         cmocka_unit_test(test_build_request_system_cache),
+        cmocka_unit_test(test_build_request_tools_cache),
         cmocka_unit_test(test_build_request_rejects),
         cmocka_unit_test(test_stream_content),
         cmocka_unit_test(test_stream_usage_without_cache_details),
         cmocka_unit_test(test_stream_tool_calls),
         cmocka_unit_test(test_stream_missing_index),
         cmocka_unit_test(test_stream_errors),
+        cmocka_unit_test(test_stream_header_skip),
         cmocka_unit_test(test_stream_error_is_sticky),
         cmocka_unit_test(test_stream_finish_reason_without_done),
         cmocka_unit_test(test_stream_args_bound),

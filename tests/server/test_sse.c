@@ -1,7 +1,9 @@
 /*
  * test_sse.c — the SSE parser: line ends (CRLF, LF, CR, CR|LF across chunks),
  * fields, comments, dispatch rules, BOM, bounds, and split-invariance: the same
- * bytes fed whole, byte by byte and in 200 random splits give identical events.
+ * bytes fed whole, byte by byte and in 200 random splits give identical events;
+ * data handed over without a copy when an event lies in one chunk, and nothing kept
+ * pointing into a chunk after sse_feed returns.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -262,6 +264,75 @@ static void test_nul_in_data(void **state)
     free(got);
 }
 
+/* Records where each event's data was, to see whether it was copied. */
+typedef struct {
+    const char *ptr[4];
+    size_t n;
+} where_t;
+
+static int where_event(void *ctx, const char *event, const char *data, size_t len)
+{
+    where_t *w = ctx;
+    (void)event, (void)len;
+    if (w->n < 4)
+        w->ptr[w->n] = data;
+    w->n++;
+    return 0;
+}
+
+/* An event whose data line and blank line arrive in one chunk is handed over from
+ * the chunk itself; one that a chunk boundary cuts is copied, so the caller may
+ * reuse its buffer between feeds. */
+static void test_zero_copy_and_reused_buffers(void **state)
+{
+    (void)state;
+    where_t w = {{NULL}, 0};
+    sse_parser_t p;
+    sse_init(&p, where_event, &w);
+    char chunk[64];
+    strcpy(chunk, "data: abc\n\nevent: e\ndata: x\n");
+    assert_int_equal(sse_feed(&p, chunk, strlen(chunk)), 0);
+    assert_int_equal(w.n, 1);
+    assert_ptr_equal(w.ptr[0], chunk + 6);
+    sse_free(&p);
+
+    /* The pending "x" (and a cut line) must survive the caller overwriting its buffer. */
+    rec_t r = {FIG_BUF_INIT, 0, 0};
+    sse_init(&p, rec_event, &r);
+    strcpy(chunk, "event: e\ndata: x\ndata: y");
+    assert_int_equal(sse_feed(&p, chunk, 17), 0); /* up to and including "data: x\n" */
+    memset(chunk, '#', sizeof(chunk));
+    strcpy(chunk, "data: 12");
+    assert_int_equal(sse_feed(&p, chunk, strlen(chunk)), 0);
+    memset(chunk, '#', sizeof(chunk));
+    strcpy(chunk, "3\n\ndata: z\n");
+    assert_int_equal(sse_feed(&p, chunk, strlen(chunk)), 0);
+    memset(chunk, '#', sizeof(chunk));
+    strcpy(chunk, "\r\n");
+    assert_int_equal(sse_feed(&p, chunk, strlen(chunk)), 0);
+    assert_string_equal(r.log.data, "e=x\n123;message=z;");
+    sse_free(&p);
+    fig_buf_free(&r.log);
+}
+
+/* Many lone-CR lines in one big chunk: every line is found (the '\n' search result
+ * is reused, not repeated per line). */
+static void test_many_cr_lines(void **state)
+{
+    (void)state;
+    size_t lines = 100000;
+    fig_buf_t s = FIG_BUF_INIT;
+    for (size_t i = 0; i < lines; i++)
+        fig_buf_append_str(&s, i % 2 ? "\r" : "data: q\r");
+    fig_buf_append_str(&s, "\n");
+    int rc;
+    char *got = run(s.data, s.len, 0, &rc);
+    assert_int_equal(rc, 0);
+    assert_int_equal(strlen(got), lines / 2 * strlen("message=q;"));
+    free(got);
+    fig_buf_free(&s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -275,6 +346,8 @@ int main(void)
         cmocka_unit_test(test_callback_stop),
         cmocka_unit_test(test_bounds),
         cmocka_unit_test(test_nul_in_data),
+        cmocka_unit_test(test_zero_copy_and_reused_buffers),
+        cmocka_unit_test(test_many_cr_lines),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
