@@ -66,15 +66,30 @@ static void record_run(worker_job_t *job, worker_thread_t *wt)
     interaction_t *ix = H2O_STRUCT_FROM_MEMBER(interaction_t, job, job);
     fig_err_t err;
     fig_err_clear(&err);
-    session_store_t *st = worker_session_store(wt, &err);
-    if (st == NULL)
-        return;
-    if (ix->rec.attempts > 0) {
-        session_usage_t u = usage_record(ix);
-        session_record_usage(st, &u, &err);
+    if (!ix->recorded) {
+        session_store_t *st = worker_session_store(wt, &err);
+        if (st == NULL)
+            return;
+        if (ix->rec.attempts > 0) {
+            session_usage_t u = usage_record(ix);
+            session_record_usage(st, &u, &err);
+        }
+        if (ix->rec.status == 200 && !ix->rec.stale && ix->page_html != NULL && strcmp(ix->method, "GET") == 0)
+            session_page_save(st, ix->session.id, ix->rt->app->name, ix->url, ix->page_title, ix->page_html, &err);
     }
-    if (ix->rec.status == 200 && !ix->rec.stale && ix->page_html != NULL && strcmp(ix->method, "GET") == 0)
-        session_page_save(st, ix->session.id, ix->rt->app->name, ix->url, ix->page_title, ix->page_html, &err);
+    if (ix->cache_persist && ix->cache_entry != NULL) { /* the cached page survives a restart */
+        fig_err_clear(&err);
+        sqlite3 *db = worker_page_cache_db(wt, &err);
+        if (db != NULL)
+            page_cache_db_put(db, ix->cache_entry, &err);
+        /* and, once a minute, the expired rows go */
+        static _Atomic long long last_purge;
+        long long now = (long long)time(NULL), seen = last_purge;
+        if (db != NULL && now - seen >= 60 && atomic_compare_exchange_strong(&last_purge, &seen, now)) {
+            int deleted = 0;
+            page_cache_db_delete_expired(db, page_cache_now_ms(), &deleted, &err);
+        }
+    }
 }
 
 static void record_done(worker_job_t *job)
@@ -198,12 +213,13 @@ static void finish(interaction_t *ix, int status, const char *outcome)
     ix->rec.end_ns = interaction_now_ns();
     if (!ix->env->quiet)
         interaction_log(ix);
-    record_trace(ix);
     if (ix->prefetch) {
         ((app_runtime_t *)ix->rt)->prefetch_running--; /* atomic */
         ix->req = NULL;
+        record_trace(ix);
     } else {
         ix->env->respond(ix, status);
+        record_trace(ix); /* after the answer: it is bookkeeping, not on the user's path */
         if (status == 200 && ix->cache_mode == 1 && ix->page_html != NULL && ix->rt->app->prefetch_links > 0)
             prefetch_links(ix);
     }
@@ -212,7 +228,8 @@ static void finish(interaction_t *ix, int status, const char *outcome)
         metrics_in_flight_add(-1);
         ix->env->in_flight--;
     }
-    if (!ix->recorded && (ix->rec.attempts > 0 || (status == 200 && ix->page_html != NULL))) {
+    if ((!ix->recorded && (ix->rec.attempts > 0 || (status == 200 && ix->page_html != NULL))) ||
+        (ix->cache_persist && ix->cache_entry != NULL)) {
         agent_submit(ix, ix->env->workers, record_run, record_done);
     }
     if (ix->prefetch)
@@ -266,6 +283,8 @@ static void stale_run(worker_job_t *job, worker_thread_t *wt)
     session_store_t *st = worker_session_store(wt, &ix->job_err);
     char *title = NULL, *html = NULL;
     int64_t saved_at = 0;
+    /* the last good page may still be on its way to the store (this is the rare path) */
+    session_writer_flush(ix->env->session_writer, 2000);
     if (st == NULL || session_page_load(st, ix->session.id, ix->rt->app->name, ix->url, &title, &html, &saved_at,
                                         &ix->job_err) != 1)
         return;
@@ -332,9 +351,13 @@ static void load_session_run(worker_job_t *job, worker_thread_t *wt)
         return;
     char id[SESSION_ID_LEN + 1]; /* session_load() clears its output, which holds the id */
     memcpy(id, ix->session.id, sizeof(id));
-    if (session_load(st, id, ix->rt->app->name, ix->rt->app->limits.history_items, &ix->session, &ix->job_err) != 0)
-        return;
-    session_cache_put(ix->env->session_cache, ix->rt->app->name, &ix->session);
+    /* the cache first: a session whose save the writer has not committed yet is only there */
+    if (!session_cache_get(ix->env->session_cache, id, ix->rt->app->name, &ix->session)) {
+        if (session_load(st, id, ix->rt->app->name, ix->rt->app->limits.history_items, &ix->session, &ix->job_err) !=
+            0)
+            return;
+        session_cache_fill(ix->env->session_cache, ix->rt->app->name, &ix->session);
+    }
     if (ix->upload_dir != NULL) {
         for (size_t i = 0; i < ix->n_upload_files; i++) {
             interaction_upload_t *u = &ix->upload_files[i];
@@ -791,7 +814,8 @@ static void add_tool_result(interaction_t *ix, const llm_tool_call_t *c, const c
     ix->rec.tool_calls++;
 }
 
-/* Committed: the session cache gets the same state and history as the store now has. */
+/* The session after this interaction, into the cache, pinned until the writer has
+ * committed it (session_writer.h). */
 static void cache_saved_session(interaction_t *ix, const char *title)
 {
     session_t saved = ix->session;
@@ -805,8 +829,27 @@ static void cache_saved_session(interaction_t *ix, const char *title)
                               json_pack("{s:s, s:s, s:s}", "method", ix->method, "path", ix->url, "title", title ? title : ""));
     saved.history = history;
     saved.seq = ix->session.seq + 1;
-    session_cache_put(ix->env->session_cache, ix->rt->app->name, &saved);
+    session_cache_put_pinned(ix->env->session_cache, ix->rt->app->name, &saved);
     json_decref(history);
+}
+
+/* Saves the session, its cost and (page_html) the page behind the answer: into the
+ * journal now, into the store by the session writer. -1 with err when it could not be
+ * journaled; then nothing is saved and the caller answers with an error. */
+static int save_behind(interaction_t *ix, const char *title, const char *page_html, fig_err_t *err)
+{
+    session_usage_t u = usage_record(ix);
+    session_record_t r;
+    if (session_record_make(&r, &ix->session, ix->rt->app->name, ix->method, ix->url, title,
+                            ix->rec.attempts > 0 ? &u : NULL, page_html, err) != 0)
+        return -1;
+    cache_saved_session(ix, title);
+    if (session_writer_submit(ix->env->session_writer, &r, err) != 0) {
+        session_cache_drop(ix->env->session_cache, ix->session.id, ix->rt->app->name);
+        return -1;
+    }
+    ix->recorded = 1;
+    return 0;
 }
 
 static tool_ctx_t tool_context(interaction_t *ix)
@@ -973,12 +1016,7 @@ static void pause_save_run(worker_job_t *job, worker_thread_t *wt)
     session_store_t *st = worker_session_store(wt, &ix->job_err);
     if (st == NULL || confirm_save(st, &ix->pending, &ix->job_err) != 0)
         return;
-    session_usage_t u = usage_record(ix);
-    if (session_save_all(st, &ix->session, ix->rt->app->name, ix->method, ix->url, "Confirm this action",
-                         ix->rec.attempts > 0 ? &u : NULL, NULL, &ix->job_err) != 0)
-        return;
-    ix->recorded = 1;
-    cache_saved_session(ix, "Confirm this action");
+    save_behind(ix, "Confirm this action", NULL, &ix->job_err);
 }
 
 static void pause_save_done(worker_job_t *job)
@@ -1077,48 +1115,6 @@ static void resume_confirmed(interaction_t *ix)
 
 /* ---- step 4: render, save, respond ---- */
 
-static void save_session_run(worker_job_t *job, worker_thread_t *wt)
-{
-    interaction_t *ix = H2O_STRUCT_FROM_MEMBER(interaction_t, job, job);
-    session_store_t *st = worker_session_store(wt, &ix->job_err);
-    if (st == NULL)
-        return;
-    /* one commit: the state, the interaction, its cost and (for a GET) the page */
-    session_usage_t u = usage_record(ix);
-    int is_get = strcmp(ix->method, "GET") == 0;
-    if (session_save_all(st, &ix->session, ix->rt->app->name, ix->method, ix->url, ix->page_title,
-                         ix->rec.attempts > 0 ? &u : NULL, is_get ? ix->page_html : NULL, &ix->job_err) != 0)
-        return;
-    ix->recorded = 1;
-    cache_saved_session(ix, ix->page_title);
-    if (ix->cache_entry != NULL) { /* the cached page survives a restart */
-        fig_err_t cerr;
-        fig_err_clear(&cerr);
-        sqlite3 *db = worker_page_cache_db(wt, &cerr);
-        if (db != NULL)
-            page_cache_db_put(db, ix->cache_entry, &cerr);
-        /* and, once a minute, the expired rows go */
-        static _Atomic long long last_purge;
-        long long now = (long long)time(NULL), seen = last_purge;
-        if (db != NULL && now - seen >= 60 && atomic_compare_exchange_strong(&last_purge, &seen, now)) {
-            int deleted = 0;
-            page_cache_db_delete_expired(db, page_cache_now_ms(), &deleted, &cerr);
-        }
-    }
-}
-
-static void save_session_done(worker_job_t *job)
-{
-    interaction_t *ix = H2O_STRUCT_FROM_MEMBER(interaction_t, job, job);
-    if (ix->req != NULL) {
-        if (ix->job_err.code != FIG_OK)
-            fail(ix, 500, "session_store", "figment could not save your session", ix->job_err.msg);
-        else
-            finish(ix, 200, "ok");
-    }
-    interaction_unref(ix);
-}
-
 static void save_and_respond(interaction_t *ix)
 {
     if (ix->attempt != NULL) {
@@ -1172,7 +1168,15 @@ static void save_and_respond(interaction_t *ix)
     render_page_free(&page);
     ix->rec.render_ms = (double)(interaction_now_ns() - t0) / 1e6;
 
-    agent_submit(ix, ix->env->workers, save_session_run, save_session_done);
+    /* one write() to the journal, then the answer: the store commits behind it */
+    fig_err_t serr;
+    fig_err_clear(&serr);
+    if (save_behind(ix, ix->page_title, strcmp(ix->method, "GET") == 0 ? ix->page_html : NULL, &serr) != 0) {
+        fail(ix, 500, "session_store", "figment could not save your session", serr.msg);
+        return;
+    }
+    ix->cache_persist = ix->cache_entry != NULL;
+    finish(ix, 200, "ok");
 }
 
 /* ---- for the other parts of the agent (agent_internal.h) ---- */

@@ -24,6 +24,7 @@
 #include "page_cache.h"
 #include "ratelimit.h"
 #include "session_cache.h"
+#include "session_writer.h"
 #include "trace.h"
 #include "worker.h"
 
@@ -37,6 +38,7 @@ typedef struct agent_env {
     llm_router_env_t router;          /* this thread's HTTP client and timers, shared breakers */
     budget_t *budget;                 /* shared, thread-safe */
     session_cache_t *session_cache;   /* shared, thread-safe */
+    session_writer_t *session_writer; /* shared: commits session saves behind the answer */
     concurrency_cap_t *upstream_cap;  /* shared, thread-safe */
     trace_writer_t *traces;           /* shared, thread-safe; NULL = no traces */
     otlp_exporter_t *otlp;            /* shared, thread-safe; NULL = no export */

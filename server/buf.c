@@ -211,3 +211,43 @@ void fig_buf_append_utf8_clean(fig_buf_t *b, const char *str, size_t len)
     }
     fig_buf_append(b, str + run, len - run);
 }
+
+void fig_buf_append_json_string(fig_buf_t *b, const char *str, size_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+    const unsigned char *s = (const unsigned char *)str;
+    fig_buf_reserve(b, len + 2);
+    fig_buf_append(b, "\"", 1);
+    size_t run = 0; /* start of the bytes not yet appended */
+    for (size_t i = 0; i < len;) {
+        unsigned char c = s[i];
+        if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
+            i++;
+            continue;
+        }
+        int k = c >= 0x80 ? fig_utf8_seq(s + i, len - i) : 0;
+        if (k > 0) {
+            i += (size_t)k;
+            continue;
+        }
+        fig_buf_append(b, str + run, i - run);
+        if (c >= 0x80 || c == 0) {
+            fig_buf_append(b, "\xEF\xBF\xBD", 3);
+        } else if (c == '"' || c == '\\') {
+            char e[2] = {'\\', (char)c};
+            fig_buf_append(b, e, 2);
+        } else if (c == '\n') {
+            fig_buf_append(b, "\\n", 2);
+        } else if (c == '\t') {
+            fig_buf_append(b, "\\t", 2);
+        } else if (c == '\r') {
+            fig_buf_append(b, "\\r", 2);
+        } else {
+            char e[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+            fig_buf_append(b, e, 6);
+        }
+        run = ++i;
+    }
+    fig_buf_append(b, str + run, len - run);
+    fig_buf_append(b, "\"", 1);
+}

@@ -39,6 +39,10 @@ int fig_utf8_is_text(const void *s, size_t len, int cut);
 /* Appends s[0..len) with every NUL byte and every byte that does not start a valid
  * (complete) sequence replaced by U+FFFD. */
 void fig_buf_append_utf8_clean(fig_buf_t *b, const char *s, size_t len);
+/* Appends s[0..len) as a quoted JSON string: '"', '\\' and control characters escaped,
+ * bytes that are not UTF-8 (and NUL) as U+FFFD. Much cheaper than building a jansson
+ * value to dump it (runs of plain text are copied whole). */
+void fig_buf_append_json_string(fig_buf_t *b, const char *s, size_t len);
 /* Returns the NUL-terminated data (never NULL; "" for an empty buffer) and empties b. */
 char *fig_buf_steal(fig_buf_t *b);
 void fig_buf_free(fig_buf_t *b);

@@ -56,6 +56,7 @@
 #include "render.h"
 #include "session.h"
 #include "session_cache.h"
+#include "session_writer.h"
 #include "worker.h"
 
 #define MAX_PATH_BYTES 2048
@@ -90,6 +91,7 @@ struct server {
     concurrency_cap_t *upstream_cap;
     budget_t *budget;
     session_cache_t *session_cache;
+    session_writer_t *session_writer;
     trace_writer_t *traces;
     otlp_exporter_t *otlp;
     char *operator_token;
@@ -990,6 +992,7 @@ static void *thread_main(void *arg)
     th->env.receiver = &th->receiver;
     th->env.budget = srv->budget;
     th->env.session_cache = srv->session_cache;
+    th->env.session_writer = srv->session_writer;
     th->env.upstream_cap = srv->upstream_cap;
     th->env.traces = srv->traces;
     th->env.otlp = srv->otlp;
@@ -1138,6 +1141,19 @@ static int setup(server_t *srv, const config_t *cfg, fig_err_t *err)
 
     fig_buf_t dbpath = FIG_BUF_INIT;
     fig_buf_appendf(&dbpath, "%s/figment.db", cfg->var_dir);
+    /* the session writer first: it replays the journal of a crash into the store, and
+     * the budgets below read the spending from it */
+    fig_buf_t journal = FIG_BUF_INIT;
+    fig_buf_appendf(&journal, "%s/journal", cfg->var_dir);
+    const char *delay = getenv("FIGMENT_TEST_SESSION_COMMIT_DELAY_MS"); /* tests: a crash before the commit */
+    session_writer_opts_t wo = {.journal_dir = journal.data, .db_path = dbpath.data, .cache = srv->session_cache,
+                                .commit_delay_ms = delay ? atoi(delay) : 0};
+    srv->session_writer = session_writer_start(&wo, err);
+    fig_buf_free(&journal);
+    if (srv->session_writer == NULL) {
+        fig_buf_free(&dbpath);
+        return -1;
+    }
     /* open once here so that a broken store fails at start, not on the first click */
     session_store_t *probe = session_store_open(dbpath.data, err);
     if (probe == NULL) {
@@ -1240,6 +1256,7 @@ static int setup(server_t *srv, const config_t *cfg, fig_err_t *err)
 static void teardown(server_t *srv)
 {
     worker_pool_destroy(srv->workers);
+    session_writer_stop(srv->session_writer); /* after the workers: a confirmation pause submits from one */
     if (srv->sandbox != NULL)
         worker_pool_destroy(srv->sandbox);
     if (srv->page_cache != NULL)

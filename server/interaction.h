@@ -104,7 +104,8 @@ typedef struct interaction {
     struct llm_route *llm;       /* the model call in flight */
     int holds_upstream_slot;     /* counts against the global concurrent-upstream cap */
     int counted_in_flight;       /* counted in the in-flight gauge until answered or freed */
-    int recorded;                /* usage (and page) already committed with the session */
+    int recorded;                /* usage (and page) handed to the session writer with the session */
+    int cache_persist;           /* the page cache entry goes to var/cache.db after the answer */
     worker_job_t job;
     fig_err_t job_err;
     uint64_t step_start_ns; /* when the worker step in flight started */

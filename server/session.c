@@ -21,7 +21,10 @@
  *   the prompt built from it is byte-stable.
  * - A corrupt state row (bad JSON or a non-object) loads as {}: the user keeps
  *   their session and the model starts from an empty state.
- * - Schema versions live in PRAGMA user_version (2 = this schema: 1 plus usage and pages).
+ * - Schema versions live in PRAGMA user_version (4: usage and pages since 2, pending
+ *   confirmations since 3, the session journal's applied mark since 4).
+ * - A save is a session_record_t applied inside a transaction: session_save_all() opens
+ *   and commits its own, the session writer (session_writer.c) applies many per commit.
  */
 #include "session.h"
 
@@ -44,7 +47,7 @@
 
 #define SESSION_MAC_B64_LEN 43 /* base64url of 32 bytes, unpadded */
 #define SESSION_COOKIE_LEN (SESSION_ID_LEN + 1 + SESSION_MAC_B64_LEN)
-#define SESSION_SCHEMA_VERSION 3
+#define SESSION_SCHEMA_VERSION 4
 
 /* ---- key file ---- */
 
@@ -270,6 +273,8 @@ struct session_store {
     sqlite3_stmt *spent_since;
     sqlite3_stmt *page_save;
     sqlite3_stmt *page_load;
+    sqlite3_stmt *mark_get;
+    sqlite3_stmt *mark_set;
 };
 
 static const char session_schema_sql[] =
@@ -300,6 +305,12 @@ static const char session_schema_v3_sql[] =
     "expires_at INTEGER NOT NULL, tool TEXT NOT NULL, description TEXT NOT NULL, messages TEXT NOT NULL, "
     "calls TEXT NOT NULL, tool_index INTEGER NOT NULL, round INTEGER NOT NULL, origin_url TEXT NOT NULL);"
     "CREATE INDEX IF NOT EXISTS pending_by_expiry ON pending_confirmations(expires_at);";
+
+/* Version 4: how far the session journal (session_writer.c) has been applied. */
+static const char session_schema_v4_sql[] =
+    "CREATE TABLE IF NOT EXISTS journal_applied("
+    "id INTEGER PRIMARY KEY CHECK(id = 1), generation INTEGER NOT NULL, offset INTEGER NOT NULL);"
+    "INSERT OR IGNORE INTO journal_applied(id, generation, offset) VALUES(1, 0, 0);";
 
 static int session_db_fail(session_store_t *st, const char *what, fig_err_t *err)
 {
@@ -345,6 +356,9 @@ static int session_store_migrate(session_store_t *st, fig_err_t *err)
         goto fail;
     if (version < 3 && (session_exec(st, session_schema_v3_sql, err) != 0 ||
                         session_exec(st, "PRAGMA user_version = 3", err) != 0))
+        goto fail;
+    if (version < 4 && (session_exec(st, session_schema_v4_sql, err) != 0 ||
+                        session_exec(st, "PRAGMA user_version = 4", err) != 0))
         goto fail;
     return session_exec(st, "COMMIT", err);
 
@@ -399,6 +413,9 @@ session_store_t *session_store_open(const char *path, fig_err_t *err)
         {&st->insert_interaction, "INSERT INTO interactions(session_id, app, seq, method, path, title, created_at) "
                                   "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)"},
         {&st->begin, "BEGIN IMMEDIATE"},
+        {&st->mark_get, "SELECT generation, offset FROM journal_applied WHERE id = 1"},
+        {&st->mark_set, "INSERT INTO journal_applied(id, generation, offset) VALUES(1, ?1, ?2) "
+                        "ON CONFLICT(id) DO UPDATE SET generation = excluded.generation, offset = excluded.offset"},
         {&st->commit, "COMMIT"},
         {&st->rollback, "ROLLBACK"},
         {&st->insert_usage, "INSERT INTO usage(session_id, app, model, outcome, prompt_tokens, cached_tokens, "
@@ -446,6 +463,8 @@ void session_store_close(session_store_t *st)
     sqlite3_finalize(st->spent_since);
     sqlite3_finalize(st->page_save);
     sqlite3_finalize(st->page_load);
+    sqlite3_finalize(st->mark_get);
+    sqlite3_finalize(st->mark_set);
     sqlite3_close(st->db);
     free(st->path);
     free(st);
@@ -551,9 +570,10 @@ int session_save(session_store_t *st, const session_t *s, const char *app, const
     return session_save_all(st, s, app, method, path, title, NULL, NULL, err);
 }
 
-int session_save_all(session_store_t *st, const session_t *s, const char *app, const char *method, const char *path,
-                     const char *title, const session_usage_t *usage, const char *page_html, fig_err_t *err)
+int session_record_make(session_record_t *r, const session_t *s, const char *app, const char *method, const char *path,
+                        const char *title, const session_usage_t *usage, const char *page_html, fig_err_t *err)
 {
+    memset(r, 0, sizeof(*r));
     if (!session_id_ok(s->id, strlen(s->id)) || app == NULL || method == NULL || path == NULL) {
         fig_err_set(err, FIG_E_INVALID, "session_save: malformed arguments");
         return -1;
@@ -562,68 +582,162 @@ int session_save_all(session_store_t *st, const session_t *s, const char *app, c
         fig_err_set(err, FIG_E_INVALID, "session_save: state must be a JSON object");
         return -1;
     }
-    char *state = s->state ? json_dumps(s->state, JSON_COMPACT | JSON_SORT_KEYS) : fig_strdup("{}");
-    if (state == NULL) {
+    r->state = s->state ? json_dumps(s->state, JSON_COMPACT | JSON_SORT_KEYS) : fig_strdup("{}");
+    if (r->state == NULL) {
         fig_err_set(err, FIG_E_INVALID, "session_save: state cannot be serialized");
         return -1;
     }
-    sqlite3_int64 now = (sqlite3_int64)time(NULL);
+    memcpy(r->session_id, s->id, sizeof(r->session_id));
+    r->app = fig_strdup(app);
+    r->method = fig_strdup(method);
+    r->path = fig_strdup(path);
+    r->title = title ? fig_strdup(title) : NULL;
+    r->page_html = page_html ? fig_strdup(page_html) : NULL;
+    r->created_at = (int64_t)time(NULL);
+    if (usage != NULL) {
+        r->has_usage = 1;
+        r->usage = *usage;
+        r->usage_model = fig_strdup(usage->model ? usage->model : "");
+        r->usage_outcome = fig_strdup(usage->outcome ? usage->outcome : "");
+        r->usage_route = usage->route ? fig_strdup(usage->route) : NULL;
+        /* no pointers into the record itself: records are copied by value (session_record_apply sets them) */
+        r->usage.session_id = r->usage.app = r->usage.model = r->usage.outcome = r->usage.route = NULL;
+        if (r->usage.created_at == 0)
+            r->usage.created_at = r->created_at;
+    }
+    return 0;
+}
 
-    if (session_step_done(st, st->begin, "begin", err) != 0) {
-        free(state);
+void session_record_free(session_record_t *r)
+{
+    if (r == NULL)
+        return;
+    free(r->app);
+    free(r->method);
+    free(r->path);
+    free(r->title);
+    free(r->state);
+    free(r->usage_model);
+    free(r->usage_outcome);
+    free(r->usage_route);
+    free(r->page_html);
+    memset(r, 0, sizeof(*r));
+}
+
+int session_begin(session_store_t *st, fig_err_t *err)
+{
+    return session_step_done(st, st->begin, "begin", err);
+}
+
+int session_commit(session_store_t *st, fig_err_t *err)
+{
+    return session_step_done(st, st->commit, "commit", err);
+}
+
+void session_rollback(session_store_t *st)
+{
+    if (!sqlite3_get_autocommit(st->db))
+        session_step_done(st, st->rollback, "rollback", NULL);
+}
+
+int session_record_apply(session_store_t *st, const session_record_t *r, fig_err_t *err)
+{
+    if (!session_id_ok(r->session_id, strlen(r->session_id)) || r->app == NULL || r->method == NULL ||
+        r->path == NULL || r->state == NULL) {
+        fig_err_set(err, FIG_E_INVALID, "session_save: malformed record");
         return -1;
     }
-
     sqlite3_stmt *u = st->upsert;
-    sqlite3_bind_text(u, 1, s->id, -1, SQLITE_STATIC);
-    sqlite3_bind_text(u, 2, app, -1, SQLITE_STATIC);
-    sqlite3_bind_text(u, 3, state, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(u, 4, now);
+    sqlite3_bind_text(u, 1, r->session_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(u, 2, r->app, -1, SQLITE_STATIC);
+    sqlite3_bind_text(u, 3, r->state, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(u, 4, (sqlite3_int64)r->created_at);
     if (sqlite3_step(u) != SQLITE_ROW) {
         session_db_fail(st, "saving session state", err);
         session_stmt_done(u);
-        goto rollback;
+        return -1;
     }
     sqlite3_int64 seq = sqlite3_column_int64(u, 0);
     /* Step to the end so the statement finishes before the next one runs. */
     if (sqlite3_step(u) != SQLITE_DONE) {
         session_db_fail(st, "saving session state", err);
         session_stmt_done(u);
-        goto rollback;
+        return -1;
     }
     session_stmt_done(u);
 
     sqlite3_stmt *ins = st->insert_interaction;
-    sqlite3_bind_text(ins, 1, s->id, -1, SQLITE_STATIC);
-    sqlite3_bind_text(ins, 2, app, -1, SQLITE_STATIC);
+    sqlite3_bind_text(ins, 1, r->session_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(ins, 2, r->app, -1, SQLITE_STATIC);
     sqlite3_bind_int64(ins, 3, seq);
-    session_bind_text(ins, 4, method);
-    session_bind_text(ins, 5, path);
-    session_bind_text(ins, 6, title);
-    sqlite3_bind_int64(ins, 7, now);
+    session_bind_text(ins, 4, r->method);
+    session_bind_text(ins, 5, r->path);
+    session_bind_text(ins, 6, r->title);
+    sqlite3_bind_int64(ins, 7, (sqlite3_int64)r->created_at);
     if (sqlite3_step(ins) != SQLITE_DONE) {
         session_db_fail(st, "recording the interaction", err);
         session_stmt_done(ins);
-        goto rollback;
+        return -1;
     }
     session_stmt_done(ins);
 
-    /* the same commit records the cost and keeps the page (one fsync-free WAL commit) */
-    if (usage != NULL && session_record_usage(st, usage, err) != 0)
-        goto rollback;
-    if (page_html != NULL && session_page_save(st, s->id, app, path, title, page_html, err) != 0)
-        goto rollback;
-
-    if (session_step_done(st, st->commit, "commit", err) != 0)
-        goto rollback;
-    free(state);
+    /* the same commit records the cost and keeps the page */
+    if (r->has_usage) {
+        session_usage_t u = r->usage;
+        u.session_id = r->session_id;
+        u.app = r->app;
+        u.model = r->usage_model;
+        u.outcome = r->usage_outcome;
+        u.route = r->usage_route;
+        if (session_record_usage(st, &u, err) != 0)
+            return -1;
+    }
+    if (r->page_html != NULL && session_page_save(st, r->session_id, r->app, r->path, r->title, r->page_html, err) != 0)
+        return -1;
     return 0;
+}
 
-rollback:
-    if (!sqlite3_get_autocommit(st->db))
-        session_step_done(st, st->rollback, "rollback", NULL);
-    free(state);
-    return -1;
+int session_save_all(session_store_t *st, const session_t *s, const char *app, const char *method, const char *path,
+                     const char *title, const session_usage_t *usage, const char *page_html, fig_err_t *err)
+{
+    session_record_t r;
+    if (session_record_make(&r, s, app, method, path, title, usage, page_html, err) != 0)
+        return -1;
+    int rc = -1;
+    if (session_begin(st, err) == 0) {
+        if (session_record_apply(st, &r, err) == 0 && session_commit(st, err) == 0)
+            rc = 0;
+        else
+            session_rollback(st);
+    }
+    session_record_free(&r);
+    return rc;
+}
+
+int session_journal_mark_get(session_store_t *st, int64_t *generation, int64_t *offset, fig_err_t *err)
+{
+    sqlite3_stmt *q = st->mark_get;
+    int rc = sqlite3_step(q);
+    if (rc == SQLITE_ROW) {
+        *generation = sqlite3_column_int64(q, 0);
+        *offset = sqlite3_column_int64(q, 1);
+    } else if (rc == SQLITE_DONE) {
+        *generation = *offset = 0;
+    } else {
+        session_db_fail(st, "reading the journal mark", err);
+        session_stmt_done(q);
+        return -1;
+    }
+    session_stmt_done(q);
+    return 0;
+}
+
+int session_journal_mark_set(session_store_t *st, int64_t generation, int64_t offset, fig_err_t *err)
+{
+    sqlite3_stmt *q = st->mark_set;
+    sqlite3_bind_int64(q, 1, (sqlite3_int64)generation);
+    sqlite3_bind_int64(q, 2, (sqlite3_int64)offset);
+    return session_step_done(st, q, "setting the journal mark", err);
 }
 
 void session_clear(session_t *s)

@@ -82,6 +82,39 @@ int session_record_usage(session_store_t *st, const session_usage_t *u, fig_err_
  * page as the last good rendering of `path` (NULL = none): one commit per interaction. */
 int session_save_all(session_store_t *st, const session_t *s, const char *app, const char *method, const char *path,
                      const char *title, const session_usage_t *usage, const char *page_html, fig_err_t *err);
+
+/* One interaction's session write as a value: what session_save_all stores, in a form
+ * that can be queued and journaled (session_writer.h). Every string is owned (malloc'd)
+ * by the record; session_record_free() releases them. */
+typedef struct {
+    char session_id[SESSION_ID_LEN + 1];
+    char *app, *method, *path;
+    char *title;             /* may be NULL */
+    char *state;             /* the state object as compact JSON text, keys sorted */
+    int has_usage;
+    session_usage_t usage;   /* when has_usage: its numbers; its string pointers are NULL (records
+                              * are copied by value), the strings are these: */
+    char *usage_model, *usage_outcome, *usage_route;
+    char *page_html;         /* the page kept as the last good rendering of path; NULL = none */
+    int64_t created_at;      /* unix seconds */
+} session_record_t;
+
+/* Fills r from a session and its interaction (copies everything; state NULL = {}).
+ * -1 with err when the state is not a JSON object or an argument is malformed. */
+int session_record_make(session_record_t *r, const session_t *s, const char *app, const char *method, const char *path,
+                        const char *title, const session_usage_t *usage, const char *page_html, fig_err_t *err);
+void session_record_free(session_record_t *r);
+/* Applies r inside a transaction the caller opened (session_begin): the state upsert,
+ * the interaction row, the usage row and the page. */
+int session_record_apply(session_store_t *st, const session_record_t *r, fig_err_t *err);
+int session_begin(session_store_t *st, fig_err_t *err); /* BEGIN IMMEDIATE */
+int session_commit(session_store_t *st, fig_err_t *err);
+void session_rollback(session_store_t *st);
+/* How far the session journal has been applied (schema v4; (0, 0) on a new store).
+ * The writer sets it in the same transaction as the records it applies. */
+int session_journal_mark_get(session_store_t *st, int64_t *generation, int64_t *offset, fig_err_t *err);
+int session_journal_mark_set(session_store_t *st, int64_t generation, int64_t offset, fig_err_t *err);
+
 /* The session's spending in all apps, or -1 with err. */
 double session_spent_usd(session_store_t *st, const char *session_id, fig_err_t *err);
 /* Calls each(app, usd) for every app's spending since `since` (unix seconds). */

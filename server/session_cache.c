@@ -21,6 +21,7 @@ typedef struct entry {
     json_t *state;
     json_t *history;
     int64_t seq;
+    int pins; /* saves handed to the writer and not yet committed: never evicted */
     struct entry *next_in_bucket;
     struct entry *lru_prev, *lru_next; /* most recent at head */
 } entry_t;
@@ -145,7 +146,9 @@ int session_cache_get(session_cache_t *c, const char *id, const char *app, sessi
     return hit;
 }
 
-void session_cache_put(session_cache_t *c, const char *app, const session_t *src)
+typedef enum { PUT_REPLACE, PUT_IF_ABSENT, PUT_PINNED } put_mode_t;
+
+static void cache_store(session_cache_t *c, const char *app, const session_t *src, put_mode_t mode)
 {
     json_t *state = src->state ? json_deep_copy(src->state) : json_object();
     json_t *history = src->history ? json_deep_copy(src->history) : json_array();
@@ -160,6 +163,13 @@ void session_cache_put(session_cache_t *c, const char *app, const session_t *src
     pthread_mutex_lock(&s->mu);
     entry_t **slot = find_slot(s, key, h);
     entry_t *e = *slot;
+    if (e != NULL && mode == PUT_IF_ABSENT) {
+        pthread_mutex_unlock(&s->mu);
+        json_decref(state);
+        json_decref(history);
+        free(key);
+        return;
+    }
     if (e != NULL) {
         json_decref(e->state);
         json_decref(e->history);
@@ -174,14 +184,68 @@ void session_cache_put(session_cache_t *c, const char *app, const session_t *src
     e->state = state;
     e->history = history;
     e->seq = src->seq;
+    if (mode == PUT_PINNED)
+        e->pins++;
     lru_push_front(s, e);
-    while (s->count > s->max && s->lru_tail != NULL && s->lru_tail != e) {
-        entry_t *victim = s->lru_tail;
-        lru_unlink(s, victim);
-        entry_t **vp = find_slot(s, victim->key, hash_key(victim->key));
-        *vp = victim->next_in_bucket;
-        entry_free(victim);
+    /* evict from the cold end, passing over pinned entries (their state is not in SQLite yet) */
+    entry_t *victim = s->lru_tail;
+    while (s->count > s->max && victim != NULL) {
+        entry_t *prev = victim->lru_prev;
+        if (victim != e && victim->pins == 0) {
+            lru_unlink(s, victim);
+            entry_t **vp = find_slot(s, victim->key, hash_key(victim->key));
+            *vp = victim->next_in_bucket;
+            entry_free(victim);
+            s->count--;
+        }
+        victim = prev;
+    }
+    pthread_mutex_unlock(&s->mu);
+}
+
+void session_cache_put(session_cache_t *c, const char *app, const session_t *src)
+{
+    cache_store(c, app, src, PUT_REPLACE);
+}
+
+void session_cache_fill(session_cache_t *c, const char *app, const session_t *src)
+{
+    cache_store(c, app, src, PUT_IF_ABSENT);
+}
+
+void session_cache_put_pinned(session_cache_t *c, const char *app, const session_t *src)
+{
+    cache_store(c, app, src, PUT_PINNED);
+}
+
+/* Unpins (drop = 0) or removes (drop = 1) the entry of id/app, if there is one. */
+static void cache_release(session_cache_t *c, const char *id, const char *app, int drop)
+{
+    char *key = make_key(id, app);
+    uint64_t h = hash_key(key);
+    shard_t *s = &c->shards[h % SHARDS];
+    pthread_mutex_lock(&s->mu);
+    entry_t **slot = find_slot(s, key, h);
+    entry_t *e = *slot;
+    if (e != NULL && (!drop || e->pins > 1)) {
+        if (e->pins > 0) /* a drop keeps an entry another save still pins (its state is newer than SQLite's) */
+            e->pins--;
+    } else if (e != NULL) {
+        *slot = e->next_in_bucket;
+        lru_unlink(s, e);
+        entry_free(e);
         s->count--;
     }
     pthread_mutex_unlock(&s->mu);
+    free(key);
+}
+
+void session_cache_unpin(session_cache_t *c, const char *id, const char *app)
+{
+    cache_release(c, id, app, 0);
+}
+
+void session_cache_drop(session_cache_t *c, const char *id, const char *app)
+{
+    cache_release(c, id, app, 1);
 }

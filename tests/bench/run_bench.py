@@ -1,6 +1,9 @@
 #!/usr/bin/env python3
 """run_bench.py — `make bench`: figment against fakellm on loopback, one run, all figures.
 
+First, build/tests/microbench (tests/bench/microbench.c): the CPU of each step of one
+interaction, measured in-process; its figures go under "microbench" in the JSON.
+
 Steps (each a loadgen run, tests/bench/loadgen.c):
   0. ceiling   closed loop straight at fakellm: what loadgen + fakellm manage together,
                so a figment figure far below it is figment's, not the load generator's.
@@ -365,6 +368,30 @@ def cache_and_shell_steps(a, work, figment_bin, loadgen_bin, fake, env, pids):
     return res
 
 
+def microbench(build, failed):
+    """CPU per step of one interaction, measured in-process (tests/bench/microbench.c):
+    prints its table, returns its JSON figures (None when it could not run)."""
+    binary = os.path.join(build, "tests", "microbench")
+    print("\nCPU per step of one interaction (in-process)", flush=True)
+    try:
+        r = subprocess.run([binary, "--prompts", os.path.join(ROOT, "prompts")], capture_output=True, text=True,
+                           timeout=120)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        failed.append(f"microbench: {e}")
+        return None
+    lines = r.stdout.strip().splitlines()
+    for line in lines[:-1]:
+        print("  " + line)
+    try:
+        figures = json.loads(lines[-1]) if lines else None
+    except ValueError:
+        figures = None
+    if r.returncode != 0 or figures is None:
+        failed.append(f"microbench exited with {r.returncode}: {(r.stderr or r.stdout).strip()[:300]}")
+    print(flush=True)
+    return figures
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--build", default=os.path.join(ROOT, "build"), help="meson build dir (default: build)")
@@ -398,6 +425,7 @@ def main():
     work = tempfile.mkdtemp(prefix="figment-bench-")
     fake = fig = None
     failed = []
+    out["microbench"] = microbench(build, failed)
     try:
         spath = os.path.join(work, "script.json")
         with open(spath, "w") as f:

@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "buf.h"
 
 static void test_append_and_grow(void **s)
@@ -88,6 +90,39 @@ static void test_steal(void **s)
 
 
 /* The one UTF-8 checker (form fields, uploads, fetched pages, code output use it). */
+/* Every string comes back from a JSON parser as the same text (invalid bytes as U+FFFD). */
+static void test_json_string(void **state)
+{
+    (void)state;
+    const struct {
+        const char *in;
+        size_t len;
+        const char *out;
+    } cases[] = { /* len 0: strlen */
+        {"plain <p class=\"x\">text</p>", 0, "plain <p class=\"x\">text</p>"},
+        {"back\\slash \"quote\"", 0, "back\\slash \"quote\""},
+        {"line\nbreak\ttab\rcr\x01\x1f\x7f", 0, "line\nbreak\ttab\rcr\x01\x1f\x7f"},
+        {"caf\xc3\xa9 \xf0\x9f\x98\x80 \xe2\x82\xac", 0, "caf\xc3\xa9 \xf0\x9f\x98\x80 \xe2\x82\xac"},
+        {"bad \xff\xfe end", 0, "bad \xef\xbf\xbd\xef\xbf\xbd end"},
+        {"cut \xe2\x82", 0, "cut \xef\xbf\xbd\xef\xbf\xbd"},
+        {"nul\0in", 6, "nul\xef\xbf\xbdin"},
+        {"", 0, ""},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        fig_buf_t b = FIG_BUF_INIT;
+        fig_buf_append(&b, "[", 1);
+        fig_buf_append_json_string(&b, cases[i].in, cases[i].len ? cases[i].len : strlen(cases[i].in));
+        fig_buf_append(&b, "]", 1);
+        json_error_t e;
+        json_t *v = json_loadb(b.data, b.len, 0, &e);
+        if (v == NULL)
+            fail_msg("case %zu: %s: %s", i, b.data, e.text);
+        assert_string_equal(json_string_value(json_array_get(v, 0)), cases[i].out);
+        json_decref(v);
+        fig_buf_free(&b);
+    }
+}
+
 static void test_utf8(void **state)
 {
     (void)state;
@@ -122,7 +157,7 @@ static void test_utf8(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_utf8),
+        cmocka_unit_test(test_utf8), cmocka_unit_test(test_json_string),
         cmocka_unit_test(test_append_and_grow), cmocka_unit_test(test_appendf),
         cmocka_unit_test(test_html), cmocka_unit_test(test_steal),
     };

@@ -364,7 +364,7 @@ static void test_store_schema_and_format(void **s)
     sqlite3_finalize(q);
     assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &q, NULL), SQLITE_OK);
     assert_int_equal(sqlite3_step(q), SQLITE_ROW);
-    assert_int_equal(sqlite3_column_int(q, 0), 3);
+    assert_int_equal(sqlite3_column_int(q, 0), 4);
     sqlite3_finalize(q);
     assert_int_equal(sqlite3_prepare_v2(db, "SELECT seq, method, path, title FROM interactions", -1, &q, NULL),
                      SQLITE_OK);
