@@ -1323,8 +1323,10 @@ server_t *server_start(const config_t *cfg, fig_err_t *err)
         }
     }
     srv->listen_port = port;
-    for (int i = 0; i < srv->nthreads; i++)
+    for (int i = 0; i < srv->nthreads; i++) {
         pthread_create(&srv->threads[i].tid, NULL, thread_main, &srv->threads[i]);
+        pthread_setname_np(srv->threads[i].tid, "figment-loop"); /* top -H, perf --sort comm */
+    }
     return srv;
 
 Error:

@@ -783,6 +783,8 @@ otlp_exporter_t *otlp_start(const otlp_options_t *opts, fig_err_t *err)
     pthread_condattr_destroy(&ca);
     pthread_mutex_init(&e->mu, NULL);
     int rc = pthread_create(&e->thread, NULL, otlp_run, e);
+    if (rc == 0)
+        pthread_setname_np(e->thread, "figment-otlp");
     if (rc != 0) {
         fig_err_set(err, FIG_E_IO, "otlp: cannot start the exporter thread: %s", strerror(rc));
         pthread_cond_destroy(&e->cv);

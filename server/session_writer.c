@@ -42,7 +42,7 @@
 #include "fsutil.h"
 
 #define BATCH_MAX 256
-#define BATCH_MS 5
+#define BATCH_MS 20
 #define DEFAULT_ROTATE_BYTES (8u << 20)
 #define DEFAULT_MAX_PENDING 100000
 #define JOURNAL_MAX_FILE (1u << 30) /* a journal file larger than this is not replayed whole */
@@ -525,6 +525,7 @@ session_writer_t *session_writer_start(const session_writer_opts_t *opts, fig_er
         writer_free(w);
         return NULL;
     }
+    pthread_setname_np(w->thread, "figment-session");
     w->started = 1;
     return w;
 }

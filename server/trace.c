@@ -618,6 +618,7 @@ trace_writer_t *trace_writer_start(const char *db_path, int redact_data, fig_err
         pthread_cond_destroy(&w->done);
         goto fail;
     }
+    pthread_setname_np(w->thread, "figment-traces");
     return w;
 
 fail:

@@ -113,6 +113,7 @@ worker_pool_t *worker_pool_create(int n, const char *session_db_path, fig_err_t 
             worker_pool_destroy(pool);
             return NULL;
         }
+        pthread_setname_np(pool->threads[i].tid, "figment-worker");
         pool->n = i + 1;
     }
     return pool;
