@@ -34,6 +34,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -65,6 +66,7 @@ struct session_writer {
     pthread_cond_t work, done;
     pthread_t thread;
     int started, stopping, flush_waiters;
+    int lock_fd;             /* journal_dir/lock, flock()ed: one figment per var dir */
     int fd;                  /* the current journal file */
     int64_t generation;      /* of fd */
     int64_t size;            /* of fd */
@@ -105,7 +107,9 @@ int session_record_encode(const session_record_t *r, fig_buf_t *out, fig_err_t *
     put_string(out, "title", r->title);
     put_string(out, "state", r->state);
     fig_buf_appendf(out, ",\"at\":%lld", (long long)r->created_at);
-    put_string(out, "page", r->page_html);
+    /* not the page: it is only the fallback shown when every model fails, and escaping
+     * it was half the cost of journaling (after a crash, the pages of the last saves
+     * that were not committed are missing; the stale fallback shows an older one) */
     if (r->has_usage) {
         const session_usage_t *u = &r->usage;
         fig_buf_append_str(out, ",\"usage\":{\"v\":1");
@@ -485,8 +489,32 @@ static int writer_replay(session_writer_t *w, int64_t *next_generation, fig_err_
 
 /* ---- the API ------------------------------------------------------------------ */
 
+/* Two servers on one var dir would each replay and commit the other's journal. */
+static int writer_lock(session_writer_t *w, fig_err_t *err)
+{
+    fig_buf_t p = FIG_BUF_INIT;
+    fig_buf_appendf(&p, "%s/lock", w->dir);
+    w->lock_fd = open(p.data, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    int rc = 0;
+    if (w->lock_fd < 0) {
+        fig_err_set(err, FIG_E_IO, "%s: cannot open: %s", p.data, strerror(errno));
+        rc = -1;
+    } else if (flock(w->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+        if (errno == EWOULDBLOCK)
+            fig_err_set(err, FIG_E_CONFIG, "%s is in use by another figment: stop it first, or give this one its own --var",
+                        w->dir);
+        else
+            fig_err_set(err, FIG_E_IO, "%s: cannot lock: %s", p.data, strerror(errno));
+        rc = -1;
+    }
+    fig_buf_free(&p);
+    return rc;
+}
+
 static void writer_free(session_writer_t *w)
 {
+    if (w->lock_fd >= 0)
+        close(w->lock_fd); /* releases the lock */
     if (w->fd >= 0)
         close(w->fd);
     session_store_close(w->store);
@@ -497,14 +525,15 @@ static void writer_free(session_writer_t *w)
 session_writer_t *session_writer_start(const session_writer_opts_t *opts, fig_err_t *err)
 {
     session_writer_t *w = fig_calloc(1, sizeof(*w));
-    w->fd = -1;
+    w->fd = w->lock_fd = -1;
     w->dir = fig_strdup(opts->journal_dir);
     w->cache = opts->cache;
     w->rotate_bytes = opts->rotate_bytes ? opts->rotate_bytes : DEFAULT_ROTATE_BYTES;
     w->max_pending = opts->max_pending ? opts->max_pending : DEFAULT_MAX_PENDING;
     w->commit_delay_ms = opts->commit_delay_ms;
     int64_t generation = 0;
-    if (fs_mkdir_p(w->dir, 0700, err) != 0 || (w->store = session_store_open(opts->db_path, err)) == NULL ||
+    if (fs_mkdir_p(w->dir, 0700, err) != 0 || writer_lock(w, err) != 0 ||
+        (w->store = session_store_open(opts->db_path, err)) == NULL ||
         writer_replay(w, &generation, err) != 0 || journal_open(w, generation, err) != 0) {
         writer_free(w);
         return NULL;

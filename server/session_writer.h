@@ -25,6 +25,10 @@
  * the writer unpins it after its commit, and pinned entries are never evicted, so
  * nobody reads an older state from SQLite in between.
  *
+ * What the journal leaves out: the page kept for the stale fallback (session_record_t's
+ * page_html) is committed with the record but not journaled, so a crash loses the pages
+ * of the saves not committed yet (the fallback then shows an older page, or none).
+ *
  * Journal format: one record per line, a JSON object (see session_writer.c). A line cut
  * short by a crash at the end of the newest file is ignored. Files rotate at
  * `rotate_bytes`; a file is deleted once everything in it is committed.
@@ -62,7 +66,8 @@ typedef struct {
     size_t pending;      /* queued, not yet committed */
 } session_writer_stats_t;
 
-/* Opens the store, replays the journal into it (a torn last line is skipped with a
+/* Locks the journal directory (flock: a second figment on the same var dir is refused
+ * with FIG_E_CONFIG), opens the store, replays the journal into it (a torn last line is skipped with a
  * warning on stderr), deletes the replayed files, opens a new journal generation and
  * starts the writer thread. NULL with err when the store or the journal cannot be used. */
 session_writer_t *session_writer_start(const session_writer_opts_t *opts, fig_err_t *err);

@@ -110,3 +110,17 @@ def test_the_newest_state_is_read_before_it_is_committed(workdir, fakellm):
     finally:
         fig.stop()
     assert store_rows(fig.var, "SELECT seq, state FROM sessions") == [(3, '{"step":2}')]
+
+
+def test_a_second_figment_on_the_same_var_is_refused(workdir, fakellm):
+    import subprocess
+    fakellm.set_script(LOGIN_SCRIPT)
+    fig = harness.Figment(workdir, llm_url=fakellm.base_url)
+    try:
+        # it would replay and commit the first one's journal a second time
+        second = subprocess.run(fig.argv, env=fig.env, capture_output=True, text=True, timeout=30 * harness.SLOW)
+        assert second.returncode != 0
+        assert "in use by another figment" in second.stderr
+        assert fig.browser().get("/mail/login").status == 200  # the first one is unharmed
+    finally:
+        fig.stop()

@@ -145,7 +145,7 @@ static void test_encode_decode_roundtrip(void **st)
     assert_string_equal(back.session_id, ID_A);
     assert_string_equal(back.state, "{\"n\":7}");
     assert_string_equal(back.title, "Inbox");
-    assert_string_equal(back.page_html, "<p>page</p>");
+    assert_null(back.page_html); /* the stale-fallback page is not journaled */
     assert_string_equal(back.path, "/mail/\xef\xbf\xbd\xef\xbf\xbd?q=1");
     assert_int_equal(back.has_usage, 1);
     assert_int_equal(back.usage.completion_tokens, 7);
@@ -430,6 +430,21 @@ static void test_refuses_when_too_much_is_pending(void **st)
     assert_int_equal(count("SELECT count(*) FROM interactions"), ok);
 }
 
+static void test_one_writer_per_directory(void **st)
+{
+    (void)st;
+    session_writer_t *w = start(NULL, 0, 0);
+    session_writer_opts_t o = {.journal_dir = journal_dir, .db_path = db_path};
+    fig_err_t err;
+    fig_err_clear(&err);
+    assert_null(session_writer_start(&o, &err));
+    assert_int_equal(err.code, FIG_E_CONFIG);
+    assert_non_null(strstr(err.msg, "in use by another figment"));
+    session_writer_stop(w);
+    w = start(NULL, 0, 0); /* released at stop */
+    session_writer_stop(w);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -440,6 +455,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_rotation_removes_applied_files, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cache_pins_until_committed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refuses_when_too_much_is_pending, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_one_writer_per_directory, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
