@@ -58,6 +58,7 @@
 #include "session_cache.h"
 #include "session_writer.h"
 #include "worker.h"
+#include "thread.h"
 
 #define MAX_PATH_BYTES 2048
 #define STATIC_MAX_FILE (2u << 20)
@@ -968,6 +969,7 @@ static void on_accept(h2o_socket_t *listener, const char *err)
 
 static void *thread_main(void *arg)
 {
+    fig_thread_setup("figment-loop", FIG_NICE_FOREGROUND);
     server_thread_t *th = arg;
     server_t *srv = th->srv;
     th->loop = h2o_evloop_create();
@@ -1323,10 +1325,8 @@ server_t *server_start(const config_t *cfg, fig_err_t *err)
         }
     }
     srv->listen_port = port;
-    for (int i = 0; i < srv->nthreads; i++) {
+    for (int i = 0; i < srv->nthreads; i++)
         pthread_create(&srv->threads[i].tid, NULL, thread_main, &srv->threads[i]);
-        pthread_setname_np(srv->threads[i].tid, "figment-loop"); /* top -H, perf --sort comm */
-    }
     return srv;
 
 Error:

@@ -42,6 +42,7 @@
 
 #include "buf.h"
 #include "crypto.h"
+#include "thread.h"
 
 #define OTLP_VERSION "0.1.0"
 #define OTLP_RETRY_MS 200
@@ -669,6 +670,7 @@ static otlp_item_t *otlp_take(otlp_exporter_t *e)
 
 static void *otlp_run(void *arg)
 {
+    fig_thread_setup("figment-otlp", FIG_NICE_BACKGROUND);
     otlp_exporter_t *e = arg;
     pthread_mutex_lock(&e->mu);
     int64_t next_flush = otlp_now_ms() + e->interval_ms;
@@ -783,8 +785,6 @@ otlp_exporter_t *otlp_start(const otlp_options_t *opts, fig_err_t *err)
     pthread_condattr_destroy(&ca);
     pthread_mutex_init(&e->mu, NULL);
     int rc = pthread_create(&e->thread, NULL, otlp_run, e);
-    if (rc == 0)
-        pthread_setname_np(e->thread, "figment-otlp");
     if (rc != 0) {
         fig_err_set(err, FIG_E_IO, "otlp: cannot start the exporter thread: %s", strerror(rc));
         pthread_cond_destroy(&e->cv);

@@ -41,6 +41,7 @@
 
 #include "buf.h"
 #include "fsutil.h"
+#include "thread.h"
 
 #define BATCH_MAX 256
 #define BATCH_MS 20
@@ -314,6 +315,7 @@ static void timespec_after_ms(struct timespec *ts, long ms)
 
 static void *writer_main(void *arg)
 {
+    fig_thread_setup("figment-session", FIG_NICE_WRITER);
     session_writer_t *w = arg;
     pending_t *batch[BATCH_MAX];
     session_record_t *recs[BATCH_MAX];
@@ -554,7 +556,6 @@ session_writer_t *session_writer_start(const session_writer_opts_t *opts, fig_er
         writer_free(w);
         return NULL;
     }
-    pthread_setname_np(w->thread, "figment-session");
     w->started = 1;
     return w;
 }

@@ -48,6 +48,7 @@
 #include <sqlite3.h>
 
 #include "buf.h"
+#include "thread.h"
 
 #define TRACE_SCHEMA_VERSION 2
 #define TRACE_BUSY_TIMEOUT_MS 5000
@@ -521,6 +522,7 @@ static void trace_deadline(struct timespec *ts, long ms)
 
 static void *trace_writer_main(void *arg)
 {
+    fig_thread_setup("figment-traces", FIG_NICE_BACKGROUND);
     trace_writer_t *w = arg;
     trace_t *batch[TRACE_BATCH_MAX];
     pthread_mutex_lock(&w->lock);
@@ -618,7 +620,6 @@ trace_writer_t *trace_writer_start(const char *db_path, int redact_data, fig_err
         pthread_cond_destroy(&w->done);
         goto fail;
     }
-    pthread_setname_np(w->thread, "figment-traces");
     return w;
 
 fail:

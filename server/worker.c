@@ -15,6 +15,7 @@
 
 #include "../tools/tools.h"
 #include "buf.h"
+#include "thread.h"
 
 typedef struct {
     const app_t *app;
@@ -67,6 +68,7 @@ void worker_receiver_dispose(h2o_context_t *ctx, h2o_multithread_receiver_t *rec
 
 static void *worker_main(void *arg)
 {
+    fig_thread_setup("figment-worker", FIG_NICE_FOREGROUND);
     worker_thread_t *wt = arg;
     worker_pool_t *pool = wt->pool;
     for (;;) {
@@ -113,7 +115,6 @@ worker_pool_t *worker_pool_create(int n, const char *session_db_path, fig_err_t 
             worker_pool_destroy(pool);
             return NULL;
         }
-        pthread_setname_np(pool->threads[i].tid, "figment-worker");
         pool->n = i + 1;
     }
     return pool;

@@ -1,0 +1,22 @@
+/*
+ * thread.c — naming and prioritising figment's threads (see thread.h). Linux keeps a
+ * nice value per thread, so setpriority() on the thread id affects only the caller.
+ */
+#include "thread.h"
+
+#include <pthread.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+void fig_thread_setup(const char *name, int nice_increment)
+{
+    char shortname[16];
+    strncpy(shortname, name, sizeof(shortname) - 1);
+    shortname[sizeof(shortname) - 1] = '\0';
+    pthread_setname_np(pthread_self(), shortname);
+    if (nice_increment > 0) {
+        int now = getpriority(PRIO_PROCESS, (id_t)gettid());
+        setpriority(PRIO_PROCESS, (id_t)gettid(), now + nice_increment);
+    }
+}
