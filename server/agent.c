@@ -643,8 +643,10 @@ static void render_stream_blocks(interaction_t *ix, int all, fig_buf_t *out)
     render_page_t page = {0};
     fig_err_t err;
     fig_err_clear(&err);
-    if (render_page(md, cut, &so, &page, &err) == 0)
+    if (render_page(md, cut, &so, &page, &err) == 0) {
         fig_buf_append(out, page.html, page.html_len);
+        fig_buf_append(&ix->stream_html, page.html, page.html_len);
+    }
     render_page_free(&page);
     ix->stream_md_done += cut;
 }
@@ -705,6 +707,7 @@ static void on_model_answer(void *ctx, const fig_err_t *err, const llm_route_rep
     }
     /* Text streamed in a round that calls tools stays shown; the next round starts afresh. */
     fig_buf_reset(&ix->stream_md);
+    fig_buf_reset(&ix->stream_html);
     ix->stream_md_done = 0;
     /* Keep the assistant's turn in the conversation, then answer each call. */
     json_t *calls = json_array();
@@ -1136,7 +1139,23 @@ static void save_and_respond(interaction_t *ix)
     render_page_t page = {0};
     fig_err_t err;
     fig_err_clear(&err);
-    if (render_page(md, md_len, &so, &page, &err) != 0) {
+    fig_buf_t body = FIG_BUF_INIT;
+    if (ix->streaming) {
+        /* What the user saw is the page: the blocks already sent and the rest, each
+         * sanitized on its own. The whole text is not rendered a second time before the
+         * last bytes go out. */
+        if (ix->stream_md.len != ix->result.content.len ||
+            memcmp(ix->stream_md.data ? ix->stream_md.data : "", md, ix->stream_md.len) != 0) {
+            fig_buf_reset(&ix->stream_md); /* the text differs from what streamed (should not happen) */
+            fig_buf_append(&ix->stream_md, md, ix->result.content.len);
+            fig_buf_reset(&ix->stream_html);
+            ix->stream_md_done = 0;
+        }
+        render_stream_blocks(ix, 1, &body);
+        page.html = fig_strndup(ix->stream_html.data ? ix->stream_html.data : "", ix->stream_html.len);
+        page.html_len = ix->stream_html.len;
+        page.title = render_title(page.html);
+    } else if (render_page(md, md_len, &so, &page, &err) != 0) {
         fail(ix, 502, "render", "figment could not render the model's page", err.msg);
         return;
     }
@@ -1144,24 +1163,14 @@ static void save_and_respond(interaction_t *ix)
     ix->page_html = fig_strndup(page.html, page.html_len);
     cache_prepare_entry(ix, md, md_len, page.title);
     if (ix->prefetch) { /* nothing to send or save: the page goes into the cache (finish), the cost is recorded */
+        fig_buf_free(&body);
         render_page_free(&page);
         ix->rec.render_ms = (double)(interaction_now_ns() - t0) / 1e6;
         finish(ix, 200, "prefetch");
         return;
     }
-    fig_buf_t body = FIG_BUF_INIT;
-    if (ix->streaming) {
-        /* the blocks already sent stay; the rest of the model's text follows */
-        if (ix->stream_md.len != ix->result.content.len ||
-            memcmp(ix->stream_md.data ? ix->stream_md.data : "", md, ix->stream_md.len) != 0) {
-            fig_buf_reset(&ix->stream_md); /* the text differs from what streamed (should not happen) */
-            fig_buf_append(&ix->stream_md, md, ix->result.content.len);
-            ix->stream_md_done = 0;
-        }
-        render_stream_blocks(ix, 1, &body);
-    } else {
+    if (!ix->streaming)
         fig_buf_append(&body, page.html, page.html_len);
-    }
     operator_feedback_form(&body, ix->trace_id, ix->url, ix->csrf_token);
     compose_page(ix, page.title, body.data, body.len);
     fig_buf_free(&body);

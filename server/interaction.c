@@ -72,6 +72,7 @@ void interaction_unref(interaction_t *ix)
     free(ix->page_html);
     fig_buf_free(&ix->page);
     fig_buf_free(&ix->stream_md);
+    fig_buf_free(&ix->stream_html);
     page_cache_entry_unref(ix->cache_entry);
     free(ix->upload_dir);
     json_decref(ix->uploads);

@@ -141,6 +141,7 @@ typedef struct interaction {
     int streaming;        /* the shell was sent: pages are composed as fragments */
     fig_buf_t stream_md;  /* this round's model text so far */
     size_t stream_md_done;/* bytes of stream_md already rendered and sent */
+    fig_buf_t stream_html;/* this round's blocks as sent, sanitized: the stored page of a streamed answer */
 
     /* page cache (GET pages of apps with cache.ttl_s) */
     int cache_mode;       /* 0 not cached, 1 leading the generation, 2 waiting for the leader */

@@ -95,7 +95,7 @@ static void heading_text(fig_buf_t *t, const char **pp)
  * '>' never occurs inside one (values are escaped), and text uses only the
  * references decoded above.
  */
-static char *find_title(const char *html)
+char *render_title(const char *html)
 {
     fig_buf_t t = FIG_BUF_INIT;
     const char *p = html;
@@ -139,7 +139,7 @@ int render_page(const char *md, size_t len, const sanitize_opts_t *opts, render_
     }
     out->html = sanitize_html(html, html_len, opts, &out->html_len);
     free(html);
-    out->title = find_title(out->html);
+    out->title = render_title(out->html);
     return 0;
 }
 

@@ -48,6 +48,10 @@ typedef struct {
 /* Markdown -> sanitized fragment plus title. */
 int render_page(const char *md, size_t len, const sanitize_opts_t *opts, render_page_t *out, fig_err_t *err);
 void render_page_free(render_page_t *p);
+/* The title render_page() would give for sanitized HTML (the first h1..h6 with text,
+ * whitespace collapsed, capped): for pages assembled from separately rendered blocks.
+ * NULL when there is none; caller frees. */
+char *render_title(const char *sanitized_html);
 
 /* The layout around a page: doctype, head (title, /static/app.css), a header with
  * the app's title linking to /<app>/ and a link to the gallery, <main> with body_html

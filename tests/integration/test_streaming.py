@@ -1,7 +1,9 @@
 """Progressive pages: the shell before the model's first token, blocks as they are
 written, failures told inside a page that has already started, and a client that
 leaves cancelling the model call."""
+import os
 import socket
+import sqlite3
 import time
 
 from harness import SLOW
@@ -36,6 +38,18 @@ def read_timeline(s):
         out.append((time.monotonic() - t0, data))
     s.close()
     return out
+
+
+def dechunk(body):
+    """The payload of a chunked HTTP/1.1 body."""
+    out = b""
+    while True:
+        size, _, rest = body.partition(b"\r\n")
+        n = int(size, 16)
+        if n == 0:
+            return out
+        out += rest[:n]
+        body = rest[n + 2:]
 
 
 def first_time_containing(timeline, needle):
@@ -76,6 +90,20 @@ def test_shell_arrives_before_the_first_token_and_blocks_stream(figment, fakellm
     form = text[text.index('<form method="post"'):text.index("</form>")]
     assert 'name="q"' in form and 'name="_csrf"' in form and "<button>Go</button>" in form
     assert text.rstrip().endswith("</html>\r\n0") or "</html>" in text
+    # the page kept for the session is what was streamed, title included (no second render)
+    fakellm.clear()
+    assert b.get("/mail/").status == 200
+    prompt = [m for m in fakellm.requests()[0]["messages"] if m["role"] == "user"][-1]["content"]
+    assert "GET /mail/slow -> Slow page" in prompt
+    kept, deadline = None, time.time() + 10 * SLOW
+    while kept is None and time.time() < deadline:  # the session writer commits behind the answer
+        db = sqlite3.connect(os.path.join(figment.var, "figment.db"))
+        kept = db.execute("SELECT title, html FROM pages WHERE url = '/mail/slow'").fetchone()
+        db.close()
+        time.sleep(0.05)
+    assert kept is not None and kept[0] == "Slow page"
+    assert kept[1].startswith("<h1>Slow page</h1>") and "The last block ends the page." in kept[1]
+    assert kept[1] in dechunk(html).decode()  # byte for byte the blocks the browser got
 
 
 def test_programs_that_do_not_ask_for_html_get_one_response_with_the_real_status(figment, fakellm):
