@@ -507,7 +507,10 @@ static int cache_lookup(interaction_t *ix)
 
 /* The leader's page, if nothing it did changed data or state: rendered again with the
  * CSRF placeholder so that any session may be served it. */
-static void cache_prepare_entry(interaction_t *ix, const char *md, size_t md_len, const char *title)
+/* The cache entry for this generation, when it may be cached. ph_html: the page already
+ * rendered with the placeholder for the CSRF token (NULL: render it here). */
+static void cache_prepare_entry(interaction_t *ix, const char *md, size_t md_len, const char *title,
+                                const char *ph_html, size_t ph_len)
 {
     const app_t *app = ix->rt->app;
     if (ix->cache_mode != 1 || app->data_version != ix->data_version_at_start ||
@@ -518,14 +521,20 @@ static void cache_prepare_entry(interaction_t *ix, const char *md, size_t md_len
             if (json_is_true(json_object_get(json_array_get(ix->tool_log, i), "is_error")))
                 return;
     }
-    sanitize_opts_t so = {app->name, page_cache_placeholder};
     render_page_t page = {0};
+    if (ph_html == NULL) {
+        sanitize_opts_t so = {app->name, page_cache_placeholder};
+        fig_err_t rerr;
+        fig_err_clear(&rerr);
+        if (render_page(md, md_len, &so, &page, &rerr) != 0)
+            return;
+        ph_html = page.html;
+        ph_len = page.html_len;
+    }
     fig_err_t err;
     fig_err_clear(&err);
-    if (render_page(md, md_len, &so, &page, &err) != 0)
-        return;
     fig_buf_t body = FIG_BUF_INIT, doc = FIG_BUF_INIT;
-    fig_buf_append(&body, page.html, page.html_len);
+    fig_buf_append(&body, ph_html, ph_len);
     operator_feedback_form(&body, ix->trace_id, ix->url, page_cache_placeholder);
     layout_opts_t lo = {app->name, app->title, title};
     layout_page(&doc, &lo, body.data, body.len);
@@ -536,6 +545,22 @@ static void cache_prepare_entry(interaction_t *ix, const char *md, size_t md_len
     fig_buf_free(&body);
     fig_buf_free(&doc);
     render_page_free(&page);
+}
+
+/* html with every occurrence of the (secret) placeholder replaced by token. */
+static char *splice_token(const char *html, size_t len, const char *placeholder, const char *token, size_t *out_len)
+{
+    fig_buf_t out = FIG_BUF_INIT;
+    size_t plen = strlen(placeholder);
+    const char *p = html, *end = html + len, *hit;
+    while ((hit = memmem(p, (size_t)(end - p), placeholder, plen)) != NULL) {
+        fig_buf_append(&out, p, (size_t)(hit - p));
+        fig_buf_append_str(&out, token);
+        p = hit + plen;
+    }
+    fig_buf_append(&out, p, (size_t)(end - p));
+    *out_len = out.len;
+    return fig_buf_steal(&out);
 }
 
 /* The session is known (from the store, the cache, or fresh): a cached page, or
@@ -1140,6 +1165,7 @@ static void save_and_respond(interaction_t *ix)
     fig_err_t err;
     fig_err_clear(&err);
     fig_buf_t body = FIG_BUF_INIT;
+    const char *ph = NULL; /* the placeholder the page was rendered with, if any */
     if (ix->streaming) {
         /* What the user saw is the page: the blocks already sent and the rest, each
          * sanitized on its own. The whole text is not rendered a second time before the
@@ -1155,13 +1181,30 @@ static void save_and_respond(interaction_t *ix)
         page.html = fig_strndup(ix->stream_html.data ? ix->stream_html.data : "", ix->stream_html.len);
         page.html_len = ix->stream_html.len;
         page.title = render_title(page.html);
-    } else if (render_page(md, md_len, &so, &page, &err) != 0) {
-        fail(ix, 502, "render", "figment could not render the model's page", err.msg);
-        return;
+    } else {
+        /* A GET that may fill the page cache: rendered once, with the cache's secret
+         * placeholder for the CSRF token, which is then replaced by this session's token
+         * for the answer (the model cannot write the placeholder, so that is exact). */
+        ph = ix->cache_mode == 1 && page_cache_placeholder != NULL ? page_cache_placeholder : NULL;
+        if (ph != NULL)
+            so.csrf_token = ph;
+        if (render_page(md, md_len, &so, &page, &err) != 0) {
+            fail(ix, 502, "render", "figment could not render the model's page", err.msg);
+            return;
+        }
     }
     ix->page_title = page.title ? fig_strdup(page.title) : NULL;
-    ix->page_html = fig_strndup(page.html, page.html_len);
-    cache_prepare_entry(ix, md, md_len, page.title);
+    if (ph != NULL) {
+        size_t live_len;
+        ix->page_html = splice_token(page.html, page.html_len, ph, ix->csrf_token, &live_len);
+        cache_prepare_entry(ix, md, md_len, page.title, page.html, page.html_len);
+        free(page.html);
+        page.html = fig_strndup(ix->page_html, live_len);
+        page.html_len = live_len;
+    } else {
+        ix->page_html = fig_strndup(page.html, page.html_len);
+        cache_prepare_entry(ix, md, md_len, page.title, NULL, 0);
+    }
     if (ix->prefetch) { /* nothing to send or save: the page goes into the cache (finish), the cost is recorded */
         fig_buf_free(&body);
         render_page_free(&page);
