@@ -277,3 +277,13 @@ const char *llm_derived_cached(const json_t *v, llm_derive_fn derive, size_t *le
     *len = t->text_len;
     return t->text;
 }
+
+int llm_append_json(fig_buf_t *out, const json_t *v)
+{
+    char *t = json_dumps(v, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENCODE_ANY);
+    if (t == NULL)
+        return -1;
+    fig_buf_append_str(out, t);
+    free(t);
+    return 0;
+}

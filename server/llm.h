@@ -117,6 +117,9 @@ int llm_has_ctl(const char *s);
  * a request does not copy, check and escape ~17 KB that did not change. NULL when s
  * is not valid UTF-8. *len gets the length. Valid until this thread's next call. */
 const char *llm_json_text_cached(const char *s, size_t *len);
+/* Appends the compact JSON text of v (keys in insertion order, any value); -1 when
+ * jansson cannot serialize it. */
+int llm_append_json(fig_buf_t *out, const json_t *v);
 /* The same for text derived from a JSON value: a provider's serialized tool list
  * (~2 KB of schemas and descriptions that jansson would escape again on every call).
  * derive(v, out, err) appends the text to out, or returns -1 with err (then nothing is

@@ -232,23 +232,12 @@ static void anthropic_url(fig_buf_t *url, const char *base)
         fig_buf_append_str(url, "/v1/messages");
 }
 
-/* Appends the compact JSON text of v; -1 when jansson cannot serialize it. */
-static int anthropic_append_dump(fig_buf_t *out, const json_t *v)
-{
-    char *t = json_dumps(v, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENCODE_ANY);
-    if (t == NULL)
-        return -1;
-    fig_buf_append_str(out, t);
-    free(t);
-    return 0;
-}
-
 /* llm_derive_fn: the "tools" array of the body (cached per thread by the caller). */
 static int anthropic_tools_text(const json_t *tools, fig_buf_t *out, fig_err_t *err)
 {
     json_t *troot = json_object();
     int rc = anthropic_add_tools(troot, tools, err);
-    if (rc == 0 && anthropic_append_dump(out, json_object_get(troot, "tools")) != 0) {
+    if (rc == 0 && llm_append_json(out, json_object_get(troot, "tools")) != 0) {
         fig_err_set(err, FIG_E_INVALID, "could not serialize the request");
         rc = -1;
     }
@@ -274,7 +263,7 @@ static int anthropic_build_request(const llm_endpoint_t *ep, const llm_request_t
         return -1;
     }
     fig_buf_append_str(&out, "{\"model\":");
-    int rc = anthropic_append_dump(&out, model);
+    int rc = llm_append_json(&out, model);
     json_decref(model);
     if (rc != 0)
         goto fail_text;
@@ -305,7 +294,7 @@ static int anthropic_build_request(const llm_endpoint_t *ep, const llm_request_t
     if (anthropic_messages(msgs, req->messages, err) != 0)
         goto fail;
     fig_buf_append_str(&out, ",\"messages\":");
-    if (anthropic_append_dump(&out, msgs) != 0)
+    if (llm_append_json(&out, msgs) != 0)
         goto fail_text;
     if (req->stream)
         fig_buf_append_str(&out, ",\"stream\":true");

@@ -132,22 +132,12 @@ static int openai_add_tools(json_t *root, const json_t *tools, fig_err_t *err)
     return 0;
 }
 
-static int openai_append_dump(fig_buf_t *out, const json_t *v)
-{
-    char *t = json_dumps(v, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENCODE_ANY);
-    if (t == NULL)
-        return -1;
-    fig_buf_append_str(out, t);
-    free(t);
-    return 0;
-}
-
 /* llm_derive_fn: the "tools" array of the body (cached per thread by the caller). */
 static int openai_tools_text(const json_t *tools, fig_buf_t *out, fig_err_t *err)
 {
     json_t *troot = json_object();
     int rc = openai_add_tools(troot, tools, err);
-    if (rc == 0 && openai_append_dump(out, json_object_get(troot, "tools")) != 0) {
+    if (rc == 0 && llm_append_json(out, json_object_get(troot, "tools")) != 0) {
         fig_err_set(err, FIG_E_INVALID, "could not serialize the request");
         rc = -1;
     }
@@ -173,7 +163,7 @@ static int openai_build_request(const llm_endpoint_t *ep, const llm_request_t *r
         return -1;
     }
     fig_buf_append_str(&out, "{\"model\":");
-    if (openai_append_dump(&out, model) != 0) {
+    if (llm_append_json(&out, model) != 0) {
         json_decref(model);
         goto fail_text;
     }
@@ -206,7 +196,7 @@ static int openai_build_request(const llm_endpoint_t *ep, const llm_request_t *r
         if (!first)
             fig_buf_append_str(&out, ",");
         first = 0;
-        int rc = openai_append_dump(&out, json_array_get(one, 0));
+        int rc = llm_append_json(&out, json_array_get(one, 0));
         json_decref(one);
         if (rc != 0)
             goto fail_text;

@@ -302,17 +302,6 @@ static int writer_commit(session_writer_t *w, session_record_t **recs, size_t n,
     return 0;
 }
 
-static void timespec_after_ms(struct timespec *ts, long ms)
-{
-    clock_gettime(CLOCK_MONOTONIC, ts);
-    ts->tv_sec += ms / 1000;
-    ts->tv_nsec += (ms % 1000) * 1000000L;
-    if (ts->tv_nsec >= 1000000000L) {
-        ts->tv_sec++;
-        ts->tv_nsec -= 1000000000L;
-    }
-}
-
 static void *writer_main(void *arg)
 {
     fig_thread_setup("figment-session", FIG_NICE_WRITER);
@@ -328,18 +317,18 @@ static void *writer_main(void *arg)
             break;
         struct timespec until;
         if (backoff_ms > 0) { /* the store failed: wait, unless we are stopping */
-            timespec_after_ms(&until, backoff_ms);
+            fig_deadline_after_ms(&until, backoff_ms);
             while (!w->stopping && pthread_cond_timedwait(&w->work, &w->lock, &until) != ETIMEDOUT)
                 ;
         } else if (!w->stopping && w->flush_waiters == 0 && w->pending < BATCH_MAX) {
             /* let the batch fill up unless someone is waiting for it */
-            timespec_after_ms(&until, BATCH_MS);
+            fig_deadline_after_ms(&until, BATCH_MS);
             while (!w->stopping && w->flush_waiters == 0 && w->pending < BATCH_MAX)
                 if (pthread_cond_timedwait(&w->work, &w->lock, &until) == ETIMEDOUT)
                     break;
         }
         if (w->commit_delay_ms > 0) { /* tests: a window in which figment "crashes" before the commit */
-            timespec_after_ms(&until, w->commit_delay_ms);
+            fig_deadline_after_ms(&until, w->commit_delay_ms);
             while (!w->stopping && pthread_cond_timedwait(&w->work, &w->lock, &until) != ETIMEDOUT)
                 ;
         }
@@ -631,7 +620,7 @@ out:
 int session_writer_flush(session_writer_t *w, int timeout_ms)
 {
     struct timespec until;
-    timespec_after_ms(&until, timeout_ms);
+    fig_deadline_after_ms(&until, timeout_ms);
     pthread_mutex_lock(&w->lock);
     uint64_t target = w->submitted;
     w->flush_waiters++;

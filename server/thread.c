@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 
 void fig_thread_setup(const char *name, int nice_increment)
@@ -18,5 +19,16 @@ void fig_thread_setup(const char *name, int nice_increment)
     if (nice_increment > 0) {
         int now = getpriority(PRIO_PROCESS, (id_t)gettid());
         setpriority(PRIO_PROCESS, (id_t)gettid(), now + nice_increment);
+    }
+}
+
+void fig_deadline_after_ms(struct timespec *ts, long ms)
+{
+    clock_gettime(CLOCK_MONOTONIC, ts);
+    ts->tv_sec += ms / 1000;
+    ts->tv_nsec += (ms % 1000) * 1000000L;
+    if (ts->tv_nsec >= 1000000000L) {
+        ts->tv_sec++;
+        ts->tv_nsec -= 1000000000L;
     }
 }

@@ -1,6 +1,7 @@
 /*
  * thread.h — what every figment thread says about itself: a name (top -H, perf, gdb)
- * and, for threads whose work nobody waits for, a lower CPU priority.
+ * and, for threads whose work nobody waits for, a lower CPU priority; and the deadlines
+ * their condition-variable waits use.
  *
  * Why the priority: the session writer and the trace writer commit batches of a few ms
  * of CPU. On a machine with as many busy threads as cores, a loop thread that wakes
@@ -17,5 +18,10 @@
 /* Names the calling thread (at most 15 characters are kept) and adds nice_increment to
  * its nice value. Failures are ignored: both are hints. */
 void fig_thread_setup(const char *name, int nice_increment);
+
+struct timespec;
+/* *ts = now + ms on CLOCK_MONOTONIC: the deadline for a pthread_cond_timedwait() on a
+ * condition variable created with that clock. */
+void fig_deadline_after_ms(struct timespec *ts, long ms);
 
 #endif

@@ -509,17 +509,6 @@ out:
         trace_free(batch[i]);
 }
 
-static void trace_deadline(struct timespec *ts, long ms)
-{
-    clock_gettime(CLOCK_MONOTONIC, ts);
-    ts->tv_sec += ms / 1000;
-    ts->tv_nsec += (ms % 1000) * 1000000L;
-    if (ts->tv_nsec >= 1000000000L) {
-        ts->tv_sec++;
-        ts->tv_nsec -= 1000000000L;
-    }
-}
-
 static void *trace_writer_main(void *arg)
 {
     fig_thread_setup("figment-traces", FIG_NICE_BACKGROUND);
@@ -534,7 +523,7 @@ static void *trace_writer_main(void *arg)
         /* Let the batch fill up unless someone is waiting for it. */
         if (!w->stopping && w->flush_waiters == 0 && w->count < TRACE_BATCH_MAX) {
             struct timespec until;
-            trace_deadline(&until, TRACE_BATCH_MS);
+            fig_deadline_after_ms(&until, TRACE_BATCH_MS);
             while (!w->stopping && w->flush_waiters == 0 && w->count < TRACE_BATCH_MAX)
                 if (pthread_cond_timedwait(&w->work, &w->lock, &until) == ETIMEDOUT)
                     break;
