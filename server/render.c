@@ -9,6 +9,7 @@
  * scan finds it without a second parse.
  */
 #include "render.h"
+#include "render_fast.h"
 
 #include <md4c-html.h>
 #include <stdbool.h>
@@ -131,6 +132,14 @@ int render_page(const char *md, size_t len, const sanitize_opts_t *opts, render_
                     RENDER_MAX_INPUT);
         return -1;
     }
+    fig_buf_t fast = FIG_BUF_INIT;
+    if (render_fast(md, len, opts, &fast) == 0) { /* exactly the slow path's bytes, or declined */
+        out->html_len = fast.len;
+        out->html = fig_buf_steal(&fast);
+        out->title = render_title(out->html);
+        return 0;
+    }
+    fig_buf_free(&fast);
     size_t html_len;
     char *html = render_markdown(md, len, &html_len);
     if (html == NULL) {

@@ -25,10 +25,16 @@
  *   ':' that precedes '/', '?', '#', which is stricter than browsers: an odd
  *   relative URL like "a:b" is refused rather than guessed about.
  * - Forms may only post back into the same app; POST forms get the CSRF input.
+ * - render_fast.c writes this file's output for Markdown without parsing HTML; it
+ *   shares the escaper and URL rules below, and hands raw HTML blocks to
+ *   sanitize_island(), which only accepts a block whose parse cannot depend on
+ *   what surrounds it (see render_fast.h).
  */
 #include "render.h"
+#include "render_fast.h"
 
 #include <gumbo.h>
+#include <limits.h>
 #include <setjmp.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -38,7 +44,6 @@
 #include <strings.h>
 #include <time.h>
 
-#define SANITIZE_MAX_INPUT (1u << 20) /* bytes parsed; a longer input is cut */
 #define SANITIZE_MAX_DEPTH 256        /* deepest element nesting we emit */
 #define SANITIZE_MEM_BASE (32u << 20) /* parse memory budget: base ... */
 #define SANITIZE_MEM_PER_BYTE 64       /* ... plus this much per input byte */
@@ -676,13 +681,15 @@ static void visit(walk_t *w, const GumboNode *n)
     push(w, n, tag, form);
 }
 
-static void walk(walk_t *w, const GumboNode *body)
+/* Writes body's first body_kids children (all of them: UINT_MAX). */
+static void walk(walk_t *w, const GumboNode *body, unsigned body_kids)
 {
     push(w, body, NULL, false);
     while (w->depth > 0) {
         frame_t *f = &w->stack[w->depth - 1];
         const GumboVector *kids = &f->node->v.element.children;
-        if (f->next < kids->length) {
+        unsigned n = w->depth == 1 && body_kids < kids->length ? body_kids : kids->length;
+        if (f->next < n) {
             visit(w, kids->data[f->next++]); /* may grow (move) the stack */
             continue;
         }
@@ -724,7 +731,7 @@ char *sanitize_html(const char *html, size_t len, const sanitize_opts_t *opts, s
                                  "display.)</p>");
     } else if (body != NULL) {
         walk_t w = {.out = &out, .opts = opts};
-        walk(&w, body);
+        walk(&w, body, UINT_MAX);
         free(w.stack);
         fig_buf_free(&w.url);
     }
@@ -733,4 +740,124 @@ char *sanitize_html(const char *html, size_t len, const sanitize_opts_t *opts, s
     if (out_len != NULL)
         *out_len = out.len;
     return fig_buf_steal(&out);
+}
+
+/* ---- for render_fast.c --------------------------------------------------- */
+
+void sanitize_text(fig_buf_t *out, const char *s, size_t n)
+{
+    append_escaped(out, s, n);
+}
+
+bool sanitize_url_attr(fig_buf_t *out, bool img, const char *url, fig_buf_t *scratch)
+{
+    static const attr_rule_t href = {"href", AT_HREF, 0, 0, NULL}, src = {"src", AT_IMGSRC, 0, 0, NULL};
+    walk_t w = {.out = out, .url = *scratch};
+    bool absolute = emit_attr(&w, img ? &src : &href, url);
+    *scratch = w.url;
+    return absolute;
+}
+
+/* Tags an island may not mention at all, even in text: they act on the document
+ * (html, head, body, frameset), never end (plaintext), or are rewritten by the
+ * parser into other elements or another namespace. */
+static const char *const island_deny[] = {"html", "head", "body", "frameset", "frame", "template", "plaintext",
+                                          "isindex", "image", "svg", "math", NULL};
+
+static bool island_names_ok(const char *s, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] != '<')
+            continue;
+        size_t b = i + 1 + (i + 1 < len && s[i + 1] == '/'), e = b;
+        while (e < len && !strchr(" \t\n\f\r/>", s[e]))
+            e++;
+        for (const char *const *d = island_deny; *d; d++)
+            if (e - b == strlen(*d) && strncasecmp(s + b, *d, e - b) == 0)
+                return false;
+    }
+    return true;
+}
+
+static bool island_void(GumboTag t)
+{
+    switch (t) {
+    case GUMBO_TAG_AREA: case GUMBO_TAG_BASE: case GUMBO_TAG_BASEFONT: case GUMBO_TAG_BGSOUND: case GUMBO_TAG_BR:
+    case GUMBO_TAG_COL: case GUMBO_TAG_EMBED: case GUMBO_TAG_HR: case GUMBO_TAG_IMG: case GUMBO_TAG_INPUT:
+    case GUMBO_TAG_KEYGEN: case GUMBO_TAG_LINK: case GUMBO_TAG_META: case GUMBO_TAG_PARAM: case GUMBO_TAG_SOURCE:
+    case GUMBO_TAG_TRACK: case GUMBO_TAG_WBR:
+        return true;
+    default:
+        return false;
+    }
+}
+
+/* Every node under body's first n children was put there by its own tokens: no
+ * implied, reopened, moved or foster-parented node, every non-void element closed
+ * by its own end tag, nothing outside the HTML namespace. */
+static bool island_explicit(const GumboNode *body, unsigned n)
+{
+    size_t depth = 0, cap = n + 64;
+    const GumboNode **stack = fig_malloc(sizeof(*stack) * cap);
+    bool ok = true;
+    for (unsigned i = n; i-- > 0;)
+        stack[depth++] = body->v.element.children.data[i];
+    while (ok && depth > 0) {
+        const GumboNode *x = stack[--depth];
+        if (x->type != GUMBO_NODE_ELEMENT) {
+            ok = x->type != GUMBO_NODE_TEMPLATE && x->parse_flags == GUMBO_INSERTION_NORMAL;
+            continue;
+        }
+        const GumboElement *el = &x->v.element;
+        if (el->tag_namespace != GUMBO_NAMESPACE_HTML || el->tag == GUMBO_TAG_TEMPLATE) {
+            ok = false;
+        } else if (island_void(el->tag)) {
+            ok = (x->parse_flags & ~(unsigned)GUMBO_INSERTION_IMPLICIT_END_TAG) == 0 && el->children.length == 0;
+        } else {
+            /* gumbo takes a <form> off the stack without recording its end tag */
+            ok = x->parse_flags == GUMBO_INSERTION_NORMAL && el->original_tag.length > 0 &&
+                 (el->original_end_tag.length > 0 || el->tag == GUMBO_TAG_FORM);
+        }
+        if (depth + el->children.length > cap) {
+            cap = (depth + el->children.length) * 2;
+            stack = fig_realloc(stack, sizeof(*stack) * cap);
+        }
+        for (unsigned i = el->children.length; ok && i-- > 0;)
+            stack[depth++] = el->children.data[i];
+    }
+    free(stack);
+    return ok;
+}
+
+int sanitize_island(const char *html, size_t len, const sanitize_opts_t *opts, fig_buf_t *out)
+{
+    /* the sentinel <hr> must come out as the last child of body: the tokenizer is
+     * back in its data state (no open comment, tag, attribute or raw text) */
+    static const char prefix[] = "<!doctype html><body>", sentinel[] = "<hr>";
+    if (len > SANITIZE_MAX_INPUT / 4 || !island_names_ok(html, len))
+        return 1;
+    fig_buf_t in = FIG_BUF_INIT;
+    fig_buf_reserve(&in, sizeof(prefix) + len + sizeof(sentinel));
+    fig_buf_append(&in, prefix, sizeof(prefix) - 1);
+    fig_buf_append(&in, html, len);
+    fig_buf_append(&in, sentinel, sizeof(sentinel) - 1);
+
+    int rc = 1;
+    arena_t arena = {0};
+    GumboOutput *g = parse_bounded(&arena, in.data, in.len);
+    const GumboNode *body = g != NULL ? find_body(g) : NULL;
+    unsigned n = body != NULL ? body->v.element.children.length : 0;
+    const GumboNode *last = n > 0 ? body->v.element.children.data[n - 1] : NULL;
+    if (last != NULL && last->type == GUMBO_NODE_ELEMENT && last->v.element.tag == GUMBO_TAG_HR &&
+        last->v.element.attributes.length == 0 && last->v.element.original_tag.data == in.data + in.len - 4 &&
+        island_explicit(body, n - 1)) {
+        walk_t w = {.out = out, .opts = opts};
+        walk(&w, body, n - 1);
+        free(w.stack);
+        fig_buf_free(&w.url);
+        rc = 0;
+    }
+    arena_free(&arena);
+    fig_buf_free(&in);
+    return rc;
 }

@@ -50,6 +50,7 @@
 #include "buf.h"
 #include "llm.h"
 #include "render.h"
+#include "render_fast.h"
 #include "session.h"
 #include "session_writer.h"
 #include "tools.h"
@@ -147,6 +148,14 @@ static int step_render_markdown(bench_t *b)
     char *h = render_markdown(bench_page, sizeof(bench_page) - 1, &n);
     free(h);
     return h ? 0 : -1;
+}
+
+static int step_render_fast(bench_t *b)
+{
+    fig_buf_t out = FIG_BUF_INIT;
+    int rc = render_fast(bench_page, sizeof(bench_page) - 1, &b->so, &out);
+    fig_buf_free(&out);
+    return rc == 0 ? 0 : -1; /* the bench page must take the fast path */
 }
 
 static int step_sanitize_html(bench_t *b)
@@ -489,6 +498,7 @@ int main(int argc, char **argv)
         {"anthropic_parse_sse", step_anthropic_parse, 0, 0, 0, 0, 0},
         {"render_page", step_render_page, 0, 0, 0, 0, 0},
         {"render_markdown", step_render_markdown, 0, 0, 0, 0, 0},
+        {"render_fast", step_render_fast, 0, 0, 0, 0, 0},
         {"sanitize_html", step_sanitize_html, 0, 0, 0, 0, 0},
         {"session_save_all", step_session_save, 0, 0, 0, 0, 0},
         {"journal_submit", step_journal_submit, 0, 0, 0, 0, 0},
