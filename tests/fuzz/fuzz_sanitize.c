@@ -4,8 +4,8 @@
  * source root:
  *
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -Iserver -o /tmp/fuzz_sanitize \
- *       tests/fuzz/fuzz_sanitize.c server/render.c server/sanitize.c server/buf.c server/error.c \
- *       $(pkg-config --cflags --libs md4c-html gumbo)
+ *       tests/fuzz/fuzz_sanitize.c server/render.c server/render_fast.c server/sanitize.c server/buf.c \
+ *       server/error.c $(pkg-config --cflags --libs md4c md4c-html gumbo)
  *   mkdir -p /tmp/fuzz-corpus && /tmp/fuzz_sanitize -max_total_time=60 -max_len=4096 /tmp/fuzz-corpus
  *
  * Besides crashes, it checks the output as a browser would read it: the sanitized
