@@ -778,11 +778,7 @@ otlp_exporter_t *otlp_start(const otlp_options_t *opts, fig_err_t *err)
     curl_easy_setopt(c, CURLOPT_XFERINFODATA, e);
     curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
 
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&e->cv, &ca);
-    pthread_condattr_destroy(&ca);
+    fig_cond_init_monotonic(&e->cv);
     pthread_mutex_init(&e->mu, NULL);
     int rc = pthread_create(&e->thread, NULL, otlp_run, e);
     if (rc != 0) {

@@ -66,7 +66,7 @@ struct session_writer {
     pthread_mutex_t lock;
     pthread_cond_t work, done;
     pthread_t thread;
-    int started, stopping, flush_waiters;
+    int stopping, flush_waiters;
     int lock_fd;             /* journal_dir/lock, flock()ed: one figment per var dir */
     int fd;                  /* the current journal file */
     int64_t generation;      /* of fd */
@@ -160,7 +160,6 @@ int session_record_decode(const char *line, size_t len, session_record_t *r, fig
     r->path = dup_or_null(json_object_get(o, "path"));
     r->title = dup_or_null(json_object_get(o, "title"));
     r->state = dup_or_null(json_object_get(o, "state"));
-    r->page_html = dup_or_null(json_object_get(o, "page"));
     r->created_at = (int64_t)at;
     if (json_is_object(usage)) {
         session_usage_t *u = &r->usage;
@@ -530,13 +529,9 @@ session_writer_t *session_writer_start(const session_writer_opts_t *opts, fig_er
         return NULL;
     }
     w->oldest_on_disk = generation;
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_mutex_init(&w->lock, NULL);
-    pthread_cond_init(&w->work, &ca);
-    pthread_cond_init(&w->done, &ca);
-    pthread_condattr_destroy(&ca);
+    fig_cond_init_monotonic(&w->work);
+    fig_cond_init_monotonic(&w->done);
     if (pthread_create(&w->thread, NULL, writer_main, w) != 0) {
         fig_err_set(err, FIG_E_IO, "session writer: cannot start its thread");
         pthread_mutex_destroy(&w->lock);
@@ -545,7 +540,6 @@ session_writer_t *session_writer_start(const session_writer_opts_t *opts, fig_er
         writer_free(w);
         return NULL;
     }
-    w->started = 1;
     return w;
 }
 

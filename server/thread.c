@@ -22,6 +22,15 @@ void fig_thread_setup(const char *name, int nice_increment)
     }
 }
 
+void fig_cond_init_monotonic(pthread_cond_t *c)
+{
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(c, &ca);
+    pthread_condattr_destroy(&ca);
+}
+
 void fig_deadline_after_ms(struct timespec *ts, long ms)
 {
     clock_gettime(CLOCK_MONOTONIC, ts);

@@ -19,9 +19,14 @@
  * its nice value. Failures are ignored: both are hints. */
 void fig_thread_setup(const char *name, int nice_increment);
 
+#include <pthread.h>
+
 struct timespec;
+/* A condition variable whose timed waits measure CLOCK_MONOTONIC (a change of the wall
+ * clock does not cut or stretch them). */
+void fig_cond_init_monotonic(pthread_cond_t *c);
 /* *ts = now + ms on CLOCK_MONOTONIC: the deadline for a pthread_cond_timedwait() on a
- * condition variable created with that clock. */
+ * condition variable from fig_cond_init_monotonic(). */
 void fig_deadline_after_ms(struct timespec *ts, long ms);
 
 #endif

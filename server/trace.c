@@ -595,13 +595,9 @@ trace_writer_t *trace_writer_start(const char *db_path, int redact_data, fig_err
         goto fail;
     }
 
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_mutex_init(&w->lock, NULL);
-    pthread_cond_init(&w->work, &ca);
+    fig_cond_init_monotonic(&w->work);
     pthread_cond_init(&w->done, NULL);
-    pthread_condattr_destroy(&ca);
     if (pthread_create(&w->thread, NULL, trace_writer_main, w) != 0) {
         fig_err_set(err, FIG_E_IO, "traces: cannot start the writer thread");
         pthread_mutex_destroy(&w->lock);
