@@ -1178,8 +1178,8 @@ static void save_and_respond(interaction_t *ix)
             ix->stream_md_done = 0;
         }
         render_stream_blocks(ix, 1, &body);
-        page.html = fig_strndup(ix->stream_html.data ? ix->stream_html.data : "", ix->stream_html.len);
         page.html_len = ix->stream_html.len;
+        page.html = fig_buf_steal(&ix->stream_html);
         page.title = render_title(page.html);
     } else {
         /* A GET that may fill the page cache: rendered once, with the cache's secret
@@ -1193,17 +1193,17 @@ static void save_and_respond(interaction_t *ix)
             return;
         }
     }
-    ix->page_title = page.title ? fig_strdup(page.title) : NULL;
+    /* the page and title are the interaction's from here on (render_page_free frees NULLs) */
+    ix->page_title = page.title;
+    page.title = NULL;
+    size_t page_len = page.html_len;
     if (ph != NULL) {
-        size_t live_len;
-        ix->page_html = splice_token(page.html, page.html_len, ph, ix->csrf_token, &live_len);
-        cache_prepare_entry(ix, md, md_len, page.title, page.html, page.html_len);
-        free(page.html);
-        page.html = fig_strndup(ix->page_html, live_len);
-        page.html_len = live_len;
+        ix->page_html = splice_token(page.html, page.html_len, ph, ix->csrf_token, &page_len);
+        cache_prepare_entry(ix, md, md_len, ix->page_title, page.html, page.html_len);
     } else {
-        ix->page_html = fig_strndup(page.html, page.html_len);
-        cache_prepare_entry(ix, md, md_len, page.title, NULL, 0);
+        ix->page_html = page.html;
+        page.html = NULL;
+        cache_prepare_entry(ix, md, md_len, ix->page_title, NULL, 0);
     }
     if (ix->prefetch) { /* nothing to send or save: the page goes into the cache (finish), the cost is recorded */
         fig_buf_free(&body);
@@ -1213,9 +1213,9 @@ static void save_and_respond(interaction_t *ix)
         return;
     }
     if (!ix->streaming)
-        fig_buf_append(&body, page.html, page.html_len);
+        fig_buf_append(&body, ix->page_html, page_len);
     operator_feedback_form(&body, ix->trace_id, ix->url, ix->csrf_token);
-    compose_page(ix, page.title, body.data, body.len);
+    compose_page(ix, ix->page_title, body.data, body.len);
     fig_buf_free(&body);
     render_page_free(&page);
     ix->rec.render_ms = (double)(interaction_now_ns() - t0) / 1e6;
